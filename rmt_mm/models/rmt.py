@@ -1,0 +1,422 @@
+"""RMT: Retentive Networks Meet Vision Transformers (Fan et al., CVPR 2024).
+
+A four-stage hierarchical backbone whose attention (MaSA) adds an explicit spatial prior to
+softmax attention: a per-head bias ``decay_h * ManhattanDistance(i, j)`` on the logits, a 1-D
+rotary shift of queries and keys over the raster index, and a depthwise-conv LePE on the values.
+Early stages use the *decomposed* form (attention along W, then along H) to stay linear in the
+number of tokens.
+
+Module names and nesting follow the authors' detection backbone so that their classification,
+detection and segmentation checkpoints load without renaming. Internally the network is
+channels-last ``(B, H, W, C)``; outputs are NCHW feature maps with strides 4, 8, 16 and 32.
+
+This module depends on torch, mmengine and mmcv only; mmdet/mmseg registration lives in
+:mod:`rmt_mm.registry`.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init, trunc_normal_init
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .masa import masa_decomposed, masa_full, rotate_every_two
+
+# Hyper-parameters of the released models (identical in the authors' ImageNet, detection and
+# segmentation code). ``drop_path_rate`` is the value hard-coded in their model factories.
+RMT_ARCHS: Dict[str, dict] = {
+    'tiny': dict(
+        embed_dims=[64, 128, 256, 512], depths=[2, 2, 8, 2], num_heads=[4, 4, 8, 16],
+        init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[3, 3, 3, 3],
+        chunkwise_recurrents=[True, True, False, False], layerscales=[False] * 4,
+        layer_init_values=1e-6, drop_path_rate=0.1),
+    'small': dict(
+        embed_dims=[64, 128, 256, 512], depths=[3, 4, 18, 4], num_heads=[4, 4, 8, 16],
+        init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[4, 4, 3, 3],
+        chunkwise_recurrents=[True, True, True, False], layerscales=[False] * 4,
+        layer_init_values=1e-6, drop_path_rate=0.15),
+    'base': dict(
+        embed_dims=[80, 160, 320, 512], depths=[4, 8, 25, 8], num_heads=[5, 5, 10, 16],
+        init_values=[2, 2, 2, 2], heads_ranges=[5, 5, 6, 6], mlp_ratios=[4, 4, 3, 3],
+        chunkwise_recurrents=[True, True, True, False],
+        layerscales=[False, False, True, True], layer_init_values=1e-6, drop_path_rate=0.4),
+    'large': dict(
+        embed_dims=[112, 224, 448, 640], depths=[4, 8, 25, 8], num_heads=[7, 7, 14, 20],
+        init_values=[2, 2, 2, 2], heads_ranges=[6, 6, 6, 6], mlp_ratios=[4, 4, 3, 3],
+        chunkwise_recurrents=[True, True, True, False],
+        layerscales=[False, False, True, True], layer_init_values=1e-6, drop_path_rate=0.5),
+}
+ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large',
+                # the authors' code calls RMT-B "M2"/"m"
+                'm': 'base', 'medium': 'base'}
+PER_STAGE_KEYS = ('embed_dims', 'depths', 'num_heads', 'init_values', 'heads_ranges',
+                  'mlp_ratios', 'chunkwise_recurrents', 'layerscales')
+ARCH_KEYS = PER_STAGE_KEYS + ('layer_init_values', )
+
+
+def resolve_arch(arch: Union[str, dict]) -> dict:
+    """Return a full, validated hyper-parameter dict for an arch name or dict.
+
+    Names are case-insensitive and accept the short aliases ``t/s/b/l``. A dict must give every
+    per-stage list (with equal lengths); it may omit ``layer_init_values`` and
+    ``drop_path_rate``.
+    """
+    if isinstance(arch, str):
+        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        if name not in RMT_ARCHS:
+            raise ValueError(f'unknown RMT arch {arch!r}; expected one of '
+                             f'{sorted(RMT_ARCHS) + sorted(ARCH_ALIASES)} or a dict')
+        return copy.deepcopy(RMT_ARCHS[name])
+    if not isinstance(arch, dict):
+        raise TypeError(f'RMT arch must be a str or dict, got {type(arch).__name__}')
+    missing = [k for k in PER_STAGE_KEYS if k not in arch]
+    unknown = sorted(set(arch) - set(ARCH_KEYS) - {'drop_path_rate'})
+    if missing or unknown:
+        raise ValueError(f'custom RMT arch: missing keys {missing}, unknown keys {unknown}')
+    cfg = dict(layer_init_values=1e-6, drop_path_rate=0.1)
+    cfg.update(copy.deepcopy(arch))
+    lengths = {k: len(cfg[k]) for k in PER_STAGE_KEYS}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f'custom RMT arch: per-stage lists differ in length: {lengths}')
+    for i, (dims, heads) in enumerate(zip(cfg['embed_dims'], cfg['num_heads'])):
+        if dims % heads or (dims // heads) % 2:
+            raise ValueError(f'custom RMT arch: stage {i} has embed_dims {dims} and num_heads '
+                             f'{heads}; the head dim must be an even integer (rotary pairs)')
+    return cfg
+
+
+def arch_name(cfg: dict) -> Optional[str]:
+    """Name of the released variant whose weight shapes ``cfg`` has, if any."""
+    shape_keys = ('embed_dims', 'depths', 'num_heads', 'mlp_ratios', 'layerscales')
+    for name, ref in RMT_ARCHS.items():
+        if all(list(cfg[k]) == list(ref[k]) for k in shape_keys):
+            return name
+    return None
+
+
+class DWConv2d(nn.Module):
+    """Depthwise conv applied to a channels-last map (keeps the upstream ``.conv`` key)."""
+
+    def __init__(self, channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel_size, 1, kernel_size // 2,
+                              groups=channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class ConvStem(nn.Module):
+    """Four 3x3 convs (strides 2, 1, 2, 1) with norms; GELU after all but the last."""
+
+    def __init__(self, in_channels: int, embed_dims: int, norm_cfg: dict) -> None:
+        super().__init__()
+        half = embed_dims // 2
+        layers: List[nn.Module] = []
+        plan = [(in_channels, half, 2), (half, half, 1), (half, embed_dims, 2),
+                (embed_dims, embed_dims, 1)]
+        for i, (cin, cout, stride) in enumerate(plan):
+            layers += [nn.Conv2d(cin, cout, 3, stride, 1), build_norm_layer(norm_cfg, cout)[1]]
+            if i < len(plan) - 1:
+                layers.append(nn.GELU())
+        self.proj = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class PatchMerging(nn.Module):
+    """3x3 stride-2 conv + norm between stages (channels-last in and out)."""
+
+    def __init__(self, in_dims: int, out_dims: int, norm_cfg: dict) -> None:
+        super().__init__()
+        self.reduction = nn.Conv2d(in_dims, out_dims, 3, 2, 1)
+        self.norm = build_norm_layer(norm_cfg, out_dims)[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.reduction(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+
+
+class RelPos2d(nn.Module):
+    """Rotary tables and the Manhattan-distance decay bias for one stage.
+
+    ``angle`` and ``decay`` are persistent buffers because upstream checkpoints carry them; they
+    double as a hyper-parameter check when loading. The tables depend on the feature-map size
+    only, so they are rebuilt per forward (cheap: O(L) for rotary and decomposed biases).
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, init_value: float,
+                 heads_range: float) -> None:
+        super().__init__()
+        head_dims = embed_dims // num_heads
+        freqs = 1.0 / (10000**torch.linspace(0, 1, head_dims // 2))
+        self.register_buffer('angle', freqs.repeat_interleave(2))
+        heads = torch.arange(num_heads, dtype=torch.float)
+        self.register_buffer('decay', torch.log(1 - 2**(-init_value - heads_range * heads / num_heads)))
+
+    def rotary(self, h: int, w: int) -> Tuple[Tensor, Tensor]:
+        # 1-D raster index t = row * w + col, as upstream (not a 2-D rotary).
+        t = torch.arange(h * w, device=self.angle.device, dtype=self.angle.dtype)
+        phase = (t[:, None] * self.angle[None, :]).reshape(h, w, -1)
+        return phase.sin(), phase.cos()
+
+    def _distance(self, n: int) -> Tensor:
+        idx = torch.arange(n, device=self.decay.device, dtype=self.decay.dtype)
+        return (idx[:, None] - idx[None, :]).abs()
+
+    def axis_bias(self, n: int) -> Tensor:
+        """(heads, n, n) bias ``decay_h * |i - i'|`` along one axis."""
+        return self._distance(n) * self.decay[:, None, None]
+
+    def grid_bias(self, h: int, w: int) -> Tensor:
+        """(heads, L, L) bias ``decay_h * (|dy| + |dx|)`` over the raster-ordered map."""
+        dist = self._distance(h)[:, None, :, None] + self._distance(w)[None, :, None, :]
+        return dist.reshape(h * w, h * w) * self.decay[:, None, None]
+
+
+class MaSA(nn.Module):
+    """Manhattan Self-Attention: softmax attention with a distance-decay bias, rotary q/k and
+    a 5x5 depthwise LePE on v. ``decomposed`` selects the W-then-H axial form."""
+
+    def __init__(self, embed_dims: int, num_heads: int, decomposed: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.scaling = self.head_dims**-0.5
+        self.decomposed = decomposed
+        self.q_proj = nn.Linear(embed_dims, embed_dims)
+        self.k_proj = nn.Linear(embed_dims, embed_dims)
+        self.v_proj = nn.Linear(embed_dims, embed_dims)
+        self.lepe = DWConv2d(embed_dims, 5)
+        self.out_proj = nn.Linear(embed_dims, embed_dims)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        b, h, w, _ = x.shape
+        return x.view(b, h, w, self.num_heads, self.head_dims).permute(0, 3, 1, 2, 4)
+
+    def forward(self, x: Tensor, relpos: RelPos2d) -> Tensor:
+        b, h, w, c = x.shape
+        sin, cos = relpos.rotary(h, w)
+        v = self.v_proj(x)
+        lepe = self.lepe(v)
+        # Upstream scales k (not q) once, before the rotary shift.
+        q = self._heads(self.q_proj(x))
+        k = self._heads(self.k_proj(x) * self.scaling)
+        q = q * cos + rotate_every_two(q) * sin
+        k = k * cos + rotate_every_two(k) * sin
+        v = self._heads(v)
+        if self.decomposed:
+            out = masa_decomposed(q, k, v, relpos.axis_bias(h), relpos.axis_bias(w))
+        else:
+            out = masa_full(q, k, v, relpos.grid_bias(h, w))
+        out = out.permute(0, 2, 3, 1, 4).reshape(b, h, w, c)
+        return self.out_proj(out + lepe)
+
+
+class FFN(nn.Module):
+    """fc1 -> GELU -> (+ 3x3 depthwise conv residual) -> fc2."""
+
+    def __init__(self, embed_dims: int, hidden_dims: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.dwconv = DWConv2d(hidden_dims, 3)
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.gelu(self.fc1(x))
+        return self.fc2(x + self.dwconv(x))
+
+
+class RMTBlock(nn.Module):
+    """CPE residual, then pre-norm MaSA and FFN residuals with optional layer scale."""
+
+    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float, decomposed: bool,
+                 drop_path: float, layerscale: bool, layer_init_value: float) -> None:
+        super().__init__()
+        self.pos = DWConv2d(embed_dims, 3)
+        self.retention_layer_norm = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.retention = MaSA(embed_dims, num_heads, decomposed)
+        self.final_layer_norm = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.ffn = FFN(embed_dims, int(mlp_ratio * embed_dims))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.layerscale = layerscale
+        if layerscale:
+            self.gamma_1 = nn.Parameter(torch.full((1, 1, 1, embed_dims), layer_init_value))
+            self.gamma_2 = nn.Parameter(torch.full((1, 1, 1, embed_dims), layer_init_value))
+
+    def forward(self, x: Tensor, relpos: RelPos2d) -> Tensor:
+        x = x + self.pos(x)
+        attn = self.retention(self.retention_layer_norm(x), relpos)
+        ffn_in = x + self.drop_path(self.gamma_1 * attn if self.layerscale else attn)
+        ffn = self.ffn(self.final_layer_norm(ffn_in))
+        return ffn_in + self.drop_path(self.gamma_2 * ffn if self.layerscale else ffn)
+
+
+class RMTStage(nn.Module):
+    """Blocks sharing one :class:`RelPos2d`, then an optional :class:`PatchMerging`."""
+
+    def __init__(self, embed_dims: int, out_dims: Optional[int], depth: int, num_heads: int,
+                 init_value: float, heads_range: float, mlp_ratio: float, decomposed: bool,
+                 drop_paths: Sequence[float], layerscale: bool, layer_init_value: float,
+                 norm_cfg: dict, with_cp: bool) -> None:
+        super().__init__()
+        self.with_cp = with_cp
+        self.Relpos = RelPos2d(embed_dims, num_heads, init_value, heads_range)
+        self.blocks = nn.ModuleList([
+            RMTBlock(embed_dims, num_heads, mlp_ratio, decomposed, drop_paths[i], layerscale,
+                     layer_init_value) for i in range(depth)
+        ])
+        self.downsample = (PatchMerging(embed_dims, out_dims, norm_cfg)
+                           if out_dims is not None else None)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """Return the stage output (before downsampling) and the next stage's input."""
+        for blk in self.blocks:
+            if self.with_cp and x.requires_grad:
+                x = cp.checkpoint(blk, x, self.Relpos, use_reentrant=False)
+            else:
+                x = blk(x, self.Relpos)
+        return x, (self.downsample(x) if self.downsample is not None else x)
+
+
+class RMT(BaseModule):
+    """RMT backbone for dense prediction.
+
+    Args:
+        arch: ``'tiny' | 'small' | 'base' | 'large'`` (or ``'t'/'s'/'b'/'l'``), or a dict of the
+            upstream hyper-parameters (see :data:`RMT_ARCHS`).
+        in_channels: Input image channels.
+        out_indices: Stages whose (normalised) outputs are returned.
+        drop_path_rate: Stochastic depth rate; ``None`` uses the arch's upstream value.
+        frozen_stages: Freeze the stem and the first ``frozen_stages`` stages (with their
+            patch merging and output norms): 0 freezes the stem only, -1 nothing.
+        norm_eval: Keep every BatchNorm (incl. SyncBN) in eval mode while training. Upstream's
+            ``norm_eval`` was a no-op, so ``False`` reproduces its fine-tuning behaviour.
+        norm_cfg: Norm of the conv stem and patch merging (``BN``; ``SyncBN`` for multi-GPU).
+        with_cp: Gradient checkpointing per block (saves memory, costs a second forward).
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` accepts upstream ImageNet,
+            detection/segmentation or converted checkpoints directly.
+    """
+
+    arch_zoo = RMT_ARCHS
+    #: Top-level modules of upstream classification models that dense prediction discards.
+    classification_only_modules = ('proj', 'norm', 'head', 'aux_head')
+    #: Parameters that ImageNet checkpoints lack and that start from their initial values.
+    dense_only_prefixes = ('extra_norms.', )
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 drop_path_rate: Optional[float] = None,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 norm_cfg: Optional[dict] = None,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = resolve_arch(arch)
+        cfg = self.arch_settings
+        num_stages = len(cfg['depths'])
+        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+        out_indices = [i + num_stages if i < 0 else i for i in out_indices]
+        if not out_indices or any(not 0 <= i < num_stages for i in out_indices):
+            raise ValueError(f'out_indices {out_indices} must be within [0, {num_stages})')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
+                             f'got {frozen_stages}')
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.embed_dims = list(cfg['embed_dims'])
+        norm_cfg = norm_cfg or dict(type='BN', requires_grad=True)
+        if drop_path_rate is None:
+            drop_path_rate = cfg['drop_path_rate']
+        self.drop_path_rate = drop_path_rate
+
+        self.patch_embed = ConvStem(in_channels, self.embed_dims[0], norm_cfg)
+        dpr = torch.linspace(0, drop_path_rate, sum(cfg['depths'])).tolist()
+        self.layers = nn.ModuleList()
+        start = 0
+        for i in range(num_stages):
+            depth = cfg['depths'][i]
+            self.layers.append(
+                RMTStage(
+                    embed_dims=self.embed_dims[i],
+                    out_dims=self.embed_dims[i + 1] if i < num_stages - 1 else None,
+                    depth=depth,
+                    num_heads=cfg['num_heads'][i],
+                    init_value=cfg['init_values'][i],
+                    heads_range=cfg['heads_ranges'][i],
+                    mlp_ratio=cfg['mlp_ratios'][i],
+                    decomposed=bool(cfg['chunkwise_recurrents'][i]),
+                    drop_paths=dpr[start:start + depth],
+                    layerscale=bool(cfg['layerscales'][i]),
+                    layer_init_value=cfg['layer_init_values'],
+                    norm_cfg=norm_cfg,
+                    with_cp=with_cp))
+            start += depth
+        # Upstream always builds one output norm per stage (eps 1e-5), used or not.
+        self.extra_norms = nn.ModuleList(nn.LayerNorm(d) for d in self.embed_dims)
+
+        self.apply(self._init_module)
+        self._freeze_stages()
+
+    @staticmethod
+    def _init_module(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_init(m, std=0.02, bias=0.0)
+        elif isinstance(m, nn.LayerNorm):
+            constant_init(m, 1.0, bias=0.0)
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg`` checkpoints through the RMT-aware loader; else keep the
+        upstream initialisation done in ``__init__``."""
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            from ..checkpoint import load_backbone_checkpoint
+            load_backbone_checkpoint(self, self.init_cfg['checkpoint'],
+                                     prefix=self.init_cfg.get('prefix'))
+            self._is_init = True
+        else:
+            super().init_weights()
+        self._freeze_stages()
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        frozen: List[nn.Module] = [self.patch_embed]
+        for i in range(self.frozen_stages):
+            frozen += [self.layers[i], self.extra_norms[i]]
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'RMT':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):  # also SyncBatchNorm, unlike upstream
+                    m.eval()
+        return self
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        x = self.patch_embed(x)
+        outs = []
+        for i, layer in enumerate(self.layers):
+            stage_out, x = layer(x)
+            if i in self.out_indices:
+                outs.append(self.extra_norms[i](stage_out).permute(0, 3, 1, 2).contiguous())
+        return tuple(outs)
+
+
+__all__ = ['RMT', 'RMT_ARCHS', 'resolve_arch', 'arch_name']
