@@ -102,6 +102,31 @@ def arch_name(cfg: dict) -> Optional[str]:
     return None
 
 
+def describe_arch(cfg: dict) -> str:
+    """One-line summary used in error messages, e.g. ``RMT-S (embed_dims [64, ...], ...)``."""
+    name = arch_name(cfg)
+    label = f'RMT-{name[0].upper()}' if name else 'a custom RMT'
+    return (f'{label} (embed_dims {list(cfg["embed_dims"])}, depths {list(cfg["depths"])}, '
+            f'num_heads {list(cfg["num_heads"])})')
+
+
+def arch_from_state_dict(state_dict: Dict[str, Tensor]) -> dict:
+    """The shape-determining hyper-parameters of an RMT state dict (backbone keys)."""
+    stages = 1 + max(int(k.split('.')[1]) for k in state_dict if k.startswith('layers.'))
+    embed_dims, depths, num_heads, mlp_ratios, layerscales = [], [], [], [], []
+    for i in range(stages):
+        block0 = f'layers.{i}.blocks.0.'
+        dims = state_dict[block0 + 'retention_layer_norm.weight'].shape[0]
+        embed_dims.append(dims)
+        depths.append(1 + max(int(k.split('.')[3]) for k in state_dict
+                              if k.startswith(f'layers.{i}.blocks.')))
+        num_heads.append(state_dict[f'layers.{i}.Relpos.decay'].shape[0])
+        mlp_ratios.append(state_dict[block0 + 'ffn.fc1.weight'].shape[0] / dims)
+        layerscales.append(block0 + 'gamma_1' in state_dict)
+    return dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads,
+                mlp_ratios=mlp_ratios, layerscales=layerscales)
+
+
 class DWConv2d(nn.Module):
     """Depthwise conv applied to a channels-last map (keeps the upstream ``.conv`` key)."""
 
@@ -343,7 +368,7 @@ class RMT(BaseModule):
         self.drop_path_rate = drop_path_rate
 
         self.patch_embed = ConvStem(in_channels, self.embed_dims[0], norm_cfg)
-        dpr = torch.linspace(0, drop_path_rate, sum(cfg['depths'])).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(cfg['depths']), device='cpu').tolist()
         self.layers = nn.ModuleList()
         start = 0
         for i in range(num_stages):
@@ -367,7 +392,8 @@ class RMT(BaseModule):
         # Upstream always builds one output norm per stage (eps 1e-5), used or not.
         self.extra_norms = nn.ModuleList(nn.LayerNorm(d) for d in self.embed_dims)
 
-        self.apply(self._init_module)
+        if not self.extra_norms[0].weight.is_meta:  # shape-only builds skip the costly init
+            self.apply(self._init_module)
         self._freeze_stages()
 
     @staticmethod
@@ -376,6 +402,19 @@ class RMT(BaseModule):
             trunc_normal_init(m, std=0.02, bias=0.0)
         elif isinstance(m, nn.LayerNorm):
             constant_init(m, 1.0, bias=0.0)
+
+    def describe(self) -> str:
+        return describe_arch(self.arch_settings)
+
+    @staticmethod
+    def describe_state_dict(state_dict: Dict[str, Tensor]) -> str:
+        return describe_arch(arch_from_state_dict(state_dict))
+
+    def hyperparam_buffers(self) -> List[str]:
+        """Buffers fixed by ``init_values``/``heads_ranges``/head dims: a checkpoint whose values
+        differ was trained with another arch."""
+        return [f'layers.{i}.Relpos.{name}' for i in range(len(self.layers))
+                for name in ('decay', 'angle')]
 
     def init_weights(self) -> None:
         """Load ``init_cfg`` checkpoints through the RMT-aware loader; else keep the

@@ -1,0 +1,45 @@
+#!/usr/bin/env python
+"""Convert an upstream ImageNet checkpoint into backbone weights for mmdet/mmseg.
+
+Reads the authors' DeiT-style (``model``/``model_ema``) or token-labeling
+(``state_dict``/``state_dict_ema``) files without unpickling code, drops the classification head,
+checks every key and shape against the arch and writes ``{'state_dict': ..., 'meta': ...}``,
+ready for ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
+
+    python tools/convert_imagenet_ckpt.py RMT-S.pth rmt_s_in1k.pth            # arch inferred
+    python tools/convert_imagenet_ckpt.py RMT-S.pth rmt_s_in1k_ema.pth --ema --arch s
+"""
+import argparse
+import sys
+
+from rmt_mm.checkpoint import convert_checkpoint
+from rmt_mm.serialization import CheckpointError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='upstream checkpoint')
+    parser.add_argument('dst', help='output file')
+    parser.add_argument('--arch', help="e.g. 't', 's', 'b', 'l', 'rmt_small' or a JSON dict of "
+                        'hyper-parameters; inferred from the weights when omitted')
+    parser.add_argument('--ema', action='store_true',
+                        help='take the EMA weights (default: the raw weights upstream '
+                        'fine-tuned from)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        meta = convert_checkpoint(args.src, args.dst, args.arch, args.ema)
+    except (CheckpointError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    print(f'{meta["source"]} ({meta["layout"]}{", EMA" if meta["ema"] else ""}) -> {args.dst}: '
+          f'{meta["description"]}; dropped {len(meta["dropped_keys"])} head keys; '
+          f'not in checkpoint (initialised fresh): {meta["not_in_checkpoint"] or "none"}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
