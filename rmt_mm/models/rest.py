@@ -18,8 +18,8 @@ from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
 from .rest_common import (HW, NUM_STAGES, PixelAttention, ResTBackboneBase, ResTBlock,
-                          SpatialReductionAttention, init_rest_weights, map_to_tokens,
-                          resolve_rest_arch)
+                          SpatialReductionAttention, init_rest_weights, is_number,
+                          map_to_tokens, resolve_rest_arch)
 
 LN_EPS = 1e-5  # every LayerNorm of v1, including sr_norm and the output norms
 
@@ -57,8 +57,7 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
         if not isinstance(cfg[key], bool):
             raise ValueError(f'custom ResT arch: {key} must be a bool, got {cfg[key]!r}')
     scale = cfg['qk_scale']
-    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
-                              or scale <= 0):
+    if scale is not None and not (is_number(scale) and scale > 0):
         raise ValueError(f'custom ResT arch: qk_scale must be None or positive, got {scale!r}')
     return cfg
 

@@ -148,7 +148,8 @@ def _is_int(v: object) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def _is_number(v: object) -> bool:
+def is_number(v: object) -> bool:
+    """A real number that is not a bool (``True`` would otherwise pass as 1)."""
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
@@ -182,7 +183,7 @@ def resolve_rest_arch(arch: Union[str, dict], zoo: Dict[str, dict], aliases: Dic
     cfg.update(copy.deepcopy(arch))
     for key, kind in per_stage.items():
         values = cfg[key]
-        check = _is_int if kind == 'int' else _is_number
+        check = _is_int if kind == 'int' else is_number
         if (not isinstance(values, (list, tuple)) or len(values) != NUM_STAGES
                 or not all(check(v) and v > 0 for v in values)):
             raise ValueError(f'custom {family} arch: {key} must be {NUM_STAGES} positive '
@@ -196,7 +197,7 @@ def resolve_rest_arch(arch: Union[str, dict], zoo: Dict[str, dict], aliases: Dic
         raise ValueError(f'custom {family} arch: embed_dims[0] must be even (the stem '
                          f'widens to it from embed_dims[0] // 2), got {cfg["embed_dims"][0]}')
     rate = cfg['drop_path_rate']
-    if not _is_number(rate) or not 0 <= rate < 1:
+    if not is_number(rate) or not 0 <= rate < 1:
         raise ValueError(f'custom {family} arch: drop_path_rate must be in [0, 1), got {rate!r}')
     return cfg
 
@@ -237,7 +238,8 @@ class ResTBackboneBase(BaseModule):
     def stage_drop_path_rates(self) -> List[List[float]]:
         """Linear stochastic-depth schedule over all blocks, split per stage."""
         depths = self.arch_settings['depths']
-        rates = torch.linspace(0, self.drop_path_rate, sum(depths)).tolist()
+        # Explicit CPU device: the values are Python floats, also when built under a meta device.
+        rates = torch.linspace(0, self.drop_path_rate, sum(depths), device='cpu').tolist()
         starts = [sum(depths[:i]) for i in range(NUM_STAGES)]
         return [rates[s:s + d] for s, d in zip(starts, depths)]
 
