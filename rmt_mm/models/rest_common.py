@@ -1,0 +1,310 @@
+"""Pieces shared by ResT (v1) and ResTv2: the maths that is identical in both versions.
+
+Both versions are four-stage token transformers whose stages start with a conv embedding
+(stem or stride-2 patch embed, each ending in pixel attention) and whose blocks use pre-norm
+efficient multi-head self-attention (EMSA): queries come from every token, keys and values from
+a depthwise strided-conv summary of the map. The versions differ in the embeddings, in what
+happens to the attention logits (v1) or values (v2), in LayerNorm eps and in how the
+dense-prediction outputs are normalised; those parts live in :mod:`.rest` and :mod:`.restv2`.
+
+Module names follow the upstream classification models so their checkpoints load unchanged.
+"""
+from __future__ import annotations
+
+import copy
+import numbers
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.utils.checkpoint as cp
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init, trunc_normal_, trunc_normal_init
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+HW = Tuple[int, int]
+NUM_STAGES = 4  # upstream hard-wires four stages (stem + patch embeds 2..4)
+
+
+def map_to_tokens(x: Tensor) -> Tuple[Tensor, HW]:
+    """(B, C, H, W) -> (B, H*W, C), with H and W read from the tensor itself.
+
+    Reading the size from the actual conv output (instead of computing ``input // stride`` as
+    upstream does) is what makes every input size work: a stride-2 conv with padding 1 gives
+    ``ceil(H / 2)``, which equals upstream's ``H // 2`` exactly when upstream does not crash.
+    """
+    h, w = x.shape[-2:]
+    return x.flatten(2).transpose(1, 2), (h, w)
+
+
+def tokens_to_map(x: Tensor, hw: HW) -> Tensor:
+    """(B, H*W, C) -> (B, C, H, W) (a view; call ``.contiguous()`` where layout matters)."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hw[0], hw[1])
+
+
+class PixelAttention(nn.Module):
+    """PA, the only position encoding in ResT: ``x * sigmoid(DWConv3x3(x))``."""
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.pa_conv = nn.Conv2d(dims, dims, 3, 1, 1, groups=dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(self.pa_conv(x))
+
+
+class Mlp(nn.Module):
+    """fc1 -> GELU -> fc2 (upstream v1's dropouts have p=0 and are omitted)."""
+
+    def __init__(self, dims: int, hidden_dims: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dims, hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, dims)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class SpatialReductionAttention(nn.Module):
+    """The part of EMSA common to both versions: projections and the key/value reduction.
+
+    For ``sr_ratio`` s > 1 the keys/values are computed from a depthwise conv (kernel s+1,
+    stride s, padding s//2) of the map followed by LayerNorm, so there are ``ceil(H/s) *
+    ceil(W/s)`` of them; for s = 1 they come from all tokens. Subclasses define ``forward``.
+    """
+
+    def __init__(self, dims: int, num_heads: int, sr_ratio: int, ln_eps: float,
+                 qkv_bias: bool = True, qk_scale: Optional[float] = None) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dims = dims // num_heads
+        self.scale = qk_scale or self.head_dims**-0.5
+        self.sr_ratio = sr_ratio
+        self.q = nn.Linear(dims, dims, bias=qkv_bias)
+        self.kv = nn.Linear(dims, 2 * dims, bias=qkv_bias)
+        self.proj = nn.Linear(dims, dims)
+        if sr_ratio > 1:
+            self.sr = nn.Conv2d(dims, dims, sr_ratio + 1, sr_ratio, sr_ratio // 2, groups=dims)
+            self.sr_norm = nn.LayerNorm(dims, eps=ln_eps)
+
+    def project_qkv(self, x: Tensor, hw: HW) -> Tuple[Tensor, Tensor, Tensor, HW]:
+        """Return q (B, h, N, d), k and v (B, h, N', d) and the (h', w') grid of k/v."""
+        b, n, c = x.shape
+        q = self.q(x).reshape(b, n, self.num_heads, self.head_dims).transpose(1, 2)
+        kv_hw = hw
+        if self.sr_ratio > 1:
+            x, kv_hw = map_to_tokens(self.sr(tokens_to_map(x, hw)))
+            x = self.sr_norm(x)
+        # First C channels of ``kv`` are K, the next C are V; head-major inside each half.
+        kv = self.kv(x).reshape(b, -1, 2, self.num_heads, self.head_dims).permute(2, 0, 3, 1, 4)
+        return q, kv[0], kv[1], kv_hw
+
+    @staticmethod
+    def merge_heads(x: Tensor) -> Tensor:
+        """(B, h, N, d) -> (B, N, h*d) with head-major channels."""
+        b, heads, n, d = x.shape
+        return x.transpose(1, 2).reshape(b, n, heads * d)
+
+
+class ResTBlock(nn.Module):
+    """Pre-norm transformer block shared by v1 and v2; the attention module is injected.
+
+    ``x + DropPath(attn(LN1(x)))`` then ``x + DropPath(MLP(LN2(x)))``; one drop rate for both
+    branches, as upstream.
+    """
+
+    def __init__(self, dims: int, attn: nn.Module, mlp_ratio: float, drop_path: float,
+                 ln_eps: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dims, eps=ln_eps)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dims, eps=ln_eps)
+        self.mlp = Mlp(dims, int(dims * mlp_ratio))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: Tensor, hw: HW) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), hw))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def init_rest_weights(m: nn.Module, zero_conv_bias: bool) -> None:
+    """Upstream init: trunc-normal(0.02) conv/linear weights, zero linear biases, unit norms.
+
+    v1 leaves conv biases at PyTorch's default while v2 zeroes them, hence the flag.
+    """
+    if isinstance(m, nn.Linear):
+        trunc_normal_init(m, std=0.02, bias=0.0)
+    elif isinstance(m, nn.Conv2d):
+        trunc_normal_(m.weight, std=0.02)
+        if zero_conv_bias and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.LayerNorm, _BatchNorm)):
+        constant_init(m, 1.0, bias=0.0)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def is_number(v: object) -> bool:
+    """A real number that is not a bool (``True`` would otherwise pass as 1)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def resolve_rest_arch(arch: Union[str, dict], zoo: Dict[str, dict], aliases: Dict[str, str],
+                      family: str, per_stage: Dict[str, str], optional: dict) -> dict:
+    """Shared implementation of the per-version ``resolve_arch``.
+
+    Args:
+        arch: A (case-insensitive) name or alias from ``zoo``, or a dict of upstream
+            hyper-parameters.
+        zoo: Released variants.
+        aliases: Extra accepted names, lower case.
+        family: Name used in error messages.
+        per_stage: Required per-stage keys mapped to ``'int'`` or ``'number'``.
+        optional: Optional scalar keys with their upstream defaults.
+    """
+    if isinstance(arch, str):
+        name = aliases.get(arch.lower(), arch.lower())
+        if name not in zoo:
+            raise ValueError(f'unknown {family} arch {arch!r}; expected one of '
+                             f'{sorted(zoo) + sorted(aliases)} or a dict')
+        return copy.deepcopy(zoo[name])
+    if not isinstance(arch, dict):
+        raise TypeError(f'{family} arch must be a str or dict, got {type(arch).__name__}')
+    missing = [k for k in per_stage if k not in arch]
+    unknown = sorted(set(arch) - set(per_stage) - set(optional))
+    if missing or unknown:
+        raise ValueError(f'custom {family} arch: missing keys {missing}, unknown keys {unknown} '
+                         f'(allowed: {list(per_stage) + list(optional)})')
+    cfg = copy.deepcopy(optional)
+    cfg.update(copy.deepcopy(arch))
+    for key, kind in per_stage.items():
+        values = cfg[key]
+        check = _is_int if kind == 'int' else is_number
+        if (not isinstance(values, (list, tuple)) or len(values) != NUM_STAGES
+                or not all(check(v) and v > 0 for v in values)):
+            raise ValueError(f'custom {family} arch: {key} must be {NUM_STAGES} positive '
+                             f'{"integers" if kind == "int" else "numbers"}, got {values!r}')
+        cfg[key] = list(values)
+    for i, (dims, heads) in enumerate(zip(cfg['embed_dims'], cfg['num_heads'])):
+        if dims % heads:
+            raise ValueError(f'custom {family} arch: stage {i} embed_dims {dims} is not '
+                             f'divisible by num_heads {heads}')
+    if cfg['embed_dims'][0] % 2:
+        raise ValueError(f'custom {family} arch: embed_dims[0] must be even (the stem '
+                         f'widens to it from embed_dims[0] // 2), got {cfg["embed_dims"][0]}')
+    rate = cfg['drop_path_rate']
+    if not is_number(rate) or not 0 <= rate < 1:
+        raise ValueError(f'custom {family} arch: drop_path_rate must be in [0, 1), got {rate!r}')
+    return cfg
+
+
+class ResTBackboneBase(BaseModule):
+    """Stage loop, freezing, ``norm_eval``, checkpointing and init shared by both versions.
+
+    Subclasses build ``stem``, ``<patch_embed_prefix>{2,3,4}``, ``stage{1..4}`` (ModuleLists of
+    :class:`ResTBlock`) and the output norms, and say whether the output norms act in-line
+    (v1: the next stage consumes the normalised tokens) or on copies (v2).
+    """
+
+    patch_embed_prefix: str = 'patch_embed_'
+    inline_output_norms: bool = False
+
+    def __init__(self, arch_settings: dict, out_indices: Union[int, Sequence[int]],
+                 drop_path_rate: Optional[float], frozen_stages: int, norm_eval: bool,
+                 with_cp: bool, init_cfg: Optional[dict]) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = arch_settings
+        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
+        out_indices = [i + NUM_STAGES if i < 0 else i for i in out_indices]
+        if not out_indices or any(not 0 <= i < NUM_STAGES for i in out_indices):
+            raise ValueError(f'out_indices {out_indices} must be within [0, {NUM_STAGES})')
+        if not -1 <= frozen_stages <= NUM_STAGES:
+            raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}], got {frozen_stages}')
+        if drop_path_rate is None:
+            drop_path_rate = arch_settings['drop_path_rate']
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        self.out_indices = sorted(set(out_indices))
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.drop_path_rate = drop_path_rate
+        self.embed_dims = list(arch_settings['embed_dims'])
+
+    def stage_drop_path_rates(self) -> List[List[float]]:
+        """Linear stochastic-depth schedule over all blocks, split per stage."""
+        depths = self.arch_settings['depths']
+        # Explicit CPU device: the values are Python floats, also when built under a meta device.
+        rates = torch.linspace(0, self.drop_path_rate, sum(depths), device='cpu').tolist()
+        starts = [sum(depths[:i]) for i in range(NUM_STAGES)]
+        return [rates[s:s + d] for s, d in zip(starts, depths)]
+
+    def embed(self, i: int) -> nn.Module:
+        return self.stem if i == 0 else getattr(self, f'{self.patch_embed_prefix}{i + 1}')
+
+    def stage(self, i: int) -> nn.ModuleList:
+        return getattr(self, f'stage{i + 1}')
+
+    def output_norm(self, i: int) -> Optional[nn.Module]:
+        """The norm applied to stage ``i``'s output, if this model has one."""
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg`` checkpoints through the ResT-aware loader; else keep the
+        upstream initialisation done in ``__init__``."""
+        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
+            from ..checkpoint import load_backbone_checkpoint
+            load_backbone_checkpoint(self, self.init_cfg['checkpoint'],
+                                     prefix=self.init_cfg.get('prefix'))
+            self._is_init = True
+        else:
+            super().init_weights()
+        self._freeze_stages()
+
+    def _freeze_stages(self) -> None:
+        """Freeze the stem and, per frozen stage, its patch embed, blocks and output norm."""
+        if self.frozen_stages < 0:
+            return
+        frozen: List[Optional[nn.Module]] = [self.stem]
+        for i in range(self.frozen_stages):
+            frozen += [self.embed(i), self.stage(i), self.output_norm(i)]
+        for module in filter(None, frozen):
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'ResTBackboneBase':
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):  # includes SyncBatchNorm
+                    m.eval()
+        return self
+
+    def _run_blocks(self, blocks: nn.ModuleList, x: Tensor, hw: HW) -> Tensor:
+        for blk in blocks:
+            if self.with_cp and torch.is_grad_enabled():
+                x = cp.checkpoint(blk, x, hw, use_reentrant=False)
+            else:
+                x = blk(x, hw)
+        return x
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        outs = []
+        for i in range(NUM_STAGES):
+            tokens, hw = self.embed(i)(x)
+            tokens = self._run_blocks(self.stage(i), tokens, hw)
+            if i in self.out_indices:
+                normed = self.output_norm(i)(tokens)
+                outs.append(tokens_to_map(normed, hw).contiguous())
+                if self.inline_output_norms:
+                    tokens = normed
+            if i == self.out_indices[-1]:
+                break  # later stages cannot change the requested outputs
+            x = tokens_to_map(tokens, hw)
+        return tuple(outs)
