@@ -109,9 +109,9 @@ def check_state_dict(model: nn.Module, state_dict: StateDict) -> List[str]:
     mismatched = [k for k in own.keys() & state_dict.keys()
                   if own[k].shape != state_dict[k].shape]
     if missing or unexpected or mismatched:
-        found = _describe(type(model), state_dict)
-        summary = (f'checkpoint is {found}, config asks for {model.describe()}'
-                   if found and found != model.describe() else f'{name} checkpoint does not fit')
+        found, wanted = _describe(type(model), state_dict), describe_model(model)
+        summary = (f'checkpoint is {found}, config asks for {wanted}'
+                   if found and found != wanted else f'{name} checkpoint does not fit')
         details = []
         for label, keys in (('missing', missing), ('unexpected', unexpected),
                             ('shape mismatch', mismatched)):
@@ -131,14 +131,20 @@ def _check_hyperparam_buffers(model: nn.Module, state_dict: StateDict) -> None:
                 own.float(), state_dict[key].float().to(own.device), rtol=1e-5, atol=1e-6):
             raise CheckpointError(f'{key} differs from the config ({state_dict[key].tolist()} vs '
                                   f'{own.tolist()}): the checkpoint was trained with other '
-                                  f'hyper-parameters than {model.describe()}')
+                                  f'hyper-parameters than {describe_model(model)}')
 
 
 def _describe(model_cls: Type[nn.Module], state_dict: StateDict) -> Optional[str]:
     try:
         return model_cls.describe_state_dict(state_dict)
-    except (KeyError, IndexError, ValueError):
+    except (AttributeError, KeyError, IndexError, ValueError):
         return None
+
+
+def describe_model(model: nn.Module) -> str:
+    describe = getattr(model, 'describe', None)
+    return describe() if describe else f'{type(model).__name__} {model.arch_settings}'
+
 
 
 def load_backbone_checkpoint(model: nn.Module, filename: str, prefix: Optional[str] = None,
@@ -179,17 +185,22 @@ def infer_arch(model_cls: Type[nn.Module], state_dict: StateDict) -> str:
 
 def backbone_families() -> Dict[str, Type[nn.Module]]:
     """Arch prefixes accepted by the converter (``rmt_s``, ...); bare names mean RMT."""
-    from .models import RMT
-    return {'rmt': RMT}
+    from .models import RMT, ResT, ResTV2
+    return {'rmt': RMT, 'rest': ResT, 'restv2': ResTV2}
 
 
 def parse_arch(arch: Optional[str]) -> Tuple[Optional[Type[nn.Module]], Optional[object]]:
-    """``'s'``, ``'rmt_small'`` or a JSON dict of hyper-parameters -> (backbone class, arch)."""
+    """``'s'``, ``'rmt_small'``, ``'restv2_tiny'`` or a JSON dict of hyper-parameters (with an
+    optional ``"backbone": "ResTV2"``) -> (backbone class, arch)."""
     if arch is None:
         return None, None
     families = backbone_families()
     if arch.lstrip().startswith('{'):
-        return families['rmt'], json.loads(arch)
+        cfg = json.loads(arch)
+        family = str(cfg.pop('backbone', 'rmt')).lower()
+        if family not in families:
+            raise ValueError(f'unknown backbone {family!r} in --arch; expected {sorted(families)}')
+        return families[family], cfg
     family, _, name = arch.lower().replace('-', '_').partition('_')
     if name and family in families:
         return families[family], name
@@ -203,19 +214,20 @@ def convert_checkpoint(src: str, dst: str, arch: Optional[str] = None,
     state_dict, layout = read_checkpoint(src, use_ema)
     model_cls, arch_cfg = parse_arch(arch)
     if model_cls is None:
-        found = {}
+        found, reasons = {}, []
         for cls in backbone_families().values():
             try:
                 found[cls] = infer_arch(cls, to_backbone_state_dict(state_dict, cls)[0])
             except CheckpointError as err:
-                last_error = err
+                reasons.append(str(err).replace('; pass --arch', ''))
         if len(found) != 1:
-            raise last_error if not found else CheckpointError(f'ambiguous arch {found}')
+            raise CheckpointError(f'ambiguous arch {found}' if found else
+                                  '; '.join(reasons) + '; pass --arch')
         (model_cls, arch_cfg), = found.items()
     backbone, dropped = to_backbone_state_dict(state_dict, model_cls)
     model = model_cls(arch=arch_cfg)
     fresh = check_state_dict(model, backbone)
-    meta = dict(backbone=model_cls.__name__, arch=arch_cfg, description=model.describe(),
+    meta = dict(backbone=model_cls.__name__, arch=arch_cfg, description=describe_model(model),
                 source=osp.basename(src), layout=layout, ema=use_ema, dropped_keys=dropped,
                 not_in_checkpoint=fresh)
     torch.save(dict(state_dict=backbone, meta=meta), dst)

@@ -1,15 +1,15 @@
 """Register the backbones with whichever OpenMMLab codebases are installed.
 
 Importing :mod:`rmt_mm` (directly, via ``custom_imports`` or through ``tools/``) calls
-:func:`register_all_modules`, so configs can use ``type='RMT'`` under both the ``mmdet`` and
+:func:`register_all_modules`, so configs can use ``type='RMT'`` (or ``'ResT'``, ``'ResTV2'``) under both the ``mmdet`` and
 ``mmseg`` scopes without further imports.
 """
 import importlib
 from typing import List
 
-from .models import RMT
+from .models import RMT, ResT, ResTV2
 
-BACKBONES = (RMT, )
+BACKBONES = (RMT, ResT, ResTV2)
 SCOPES = ('mmdet', 'mmseg')
 
 

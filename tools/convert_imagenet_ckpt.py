@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Convert an upstream ImageNet checkpoint into backbone weights for mmdet/mmseg.
+"""Convert an upstream ImageNet checkpoint (RMT, ResT, ResTv2) into backbone weights for
+mmdet/mmseg.
 
 Reads the authors' DeiT-style (``model``/``model_ema``) or token-labeling
 (``state_dict``/``state_dict_ema``) files without unpickling code, drops the classification head,
@@ -20,8 +21,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='upstream checkpoint')
     parser.add_argument('dst', help='output file')
-    parser.add_argument('--arch', help="e.g. 't', 's', 'b', 'l', 'rmt_small' or a JSON dict of "
-                        'hyper-parameters; inferred from the weights when omitted')
+    parser.add_argument('--arch', help="e.g. 's', 'rmt_small', 'rest_small', 'restv2_tiny', or "
+                        'a JSON dict of hyper-parameters (add "backbone": "ResT"/"ResTV2" for '
+                        'ResT); inferred from the weights when omitted')
     parser.add_argument('--ema', action='store_true',
                         help='take the EMA weights (default: the raw weights upstream '
                         'fine-tuned from)')
