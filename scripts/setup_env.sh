@@ -64,7 +64,8 @@ build_mmcv_wheel() {
     local work
     work="$(mktemp -d)"
     log "building mmcv $MMCV_VERSION from source (about 30 min on 2 cores); cached in $MMCV_CACHE"
-    "${PIP[@]}" download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work"
+    # --no-build-isolation: even fetching runs setup.py, which needs pkg_resources (setuptools<82).
+    "${PIP[@]}" download --no-deps --no-binary :all: --no-build-isolation "mmcv==$MMCV_VERSION" -d "$work"
     tar -xzf "$work"/mmcv-"$MMCV_VERSION".tar.gz -C "$work"
     sed -i 's/-std=c++17/-std=c++20/g' "$work/mmcv-$MMCV_VERSION/setup.py"
     "${PIP[@]}" install ninja

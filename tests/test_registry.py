@@ -1,0 +1,43 @@
+"""The backbones are reachable from mmdet and mmseg configs."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from rmt_mm.models import RMT, ResT, ResTV2
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+@pytest.mark.parametrize('cls', [RMT, ResT, ResTV2])
+def test_registered_in_both_codebases(scope, cls):
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    assert registry.get(cls.__name__) is cls
+
+
+def test_build_from_config_dict():
+    from mmdet.registry import MODELS
+    backbone = MODELS.build(dict(type='RMT', arch='t', out_indices=(1, 3)))
+    outs = backbone.eval()(torch.randn(1, 3, 64, 96))
+    assert [tuple(o.shape) for o in outs] == [(1, 128, 8, 12), (1, 512, 2, 3)]
+
+
+def test_custom_imports_in_a_fresh_process(tmp_path):
+    """A config naming only ``custom_imports`` builds RMT without importing rmt_mm by hand."""
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(textwrap.dedent("""
+        custom_imports = dict(imports=['rmt_mm'], allow_failed_imports=False)
+        backbone = dict(type='RMT', arch='tiny')
+    """))
+    script = textwrap.dedent(f"""
+        import sys
+        from mmengine.config import Config
+        from mmseg.registry import MODELS
+        assert 'rmt_mm' not in sys.modules
+        cfg = Config.fromfile({str(cfg)!r})
+        print(type(MODELS.build(cfg.backbone)).__name__)
+    """)
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == 'RMT'
