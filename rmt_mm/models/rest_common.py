@@ -18,10 +18,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_, trunc_normal_init
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from .base import DenseBackbone
 
 HW = Tuple[int, int]
 NUM_STAGES = 4  # upstream hard-wires four stages (stem + patch embeds 2..4)
@@ -202,8 +203,8 @@ def resolve_rest_arch(arch: Union[str, dict], zoo: Dict[str, dict], aliases: Dic
     return cfg
 
 
-class ResTBackboneBase(BaseModule):
-    """Stage loop, freezing, ``norm_eval``, checkpointing and init shared by both versions.
+class ResTBackboneBase(DenseBackbone):
+    """Stage loop, stage layout and checkpointing shared by both versions.
 
     Subclasses build ``stem``, ``<patch_embed_prefix>{2,3,4}``, ``stage{1..4}`` (ModuleLists of
     :class:`ResTBlock`) and the output norms, and say whether the output norms act in-line
@@ -253,38 +254,12 @@ class ResTBackboneBase(BaseModule):
         """The norm applied to stage ``i``'s output, if this model has one."""
         raise NotImplementedError
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg`` checkpoints through the ResT-aware loader; else keep the
-        upstream initialisation done in ``__init__``."""
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_backbone_checkpoint
-            load_backbone_checkpoint(self, self.init_cfg['checkpoint'],
-                                     prefix=self.init_cfg.get('prefix'))
-            self._is_init = True
-        else:
-            super().init_weights()
-        self._freeze_stages()
-
-    def _freeze_stages(self) -> None:
-        """Freeze the stem and, per frozen stage, its patch embed, blocks and output norm."""
-        if self.frozen_stages < 0:
-            return
-        frozen: List[Optional[nn.Module]] = [self.stem]
+    def frozen_modules(self) -> List[Optional[nn.Module]]:
+        """The stem and, per frozen stage, its patch embed, blocks and output norm."""
+        modules: List[Optional[nn.Module]] = [self.stem]
         for i in range(self.frozen_stages):
-            frozen += [self.embed(i), self.stage(i), self.output_norm(i)]
-        for module in filter(None, frozen):
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'ResTBackboneBase':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):  # includes SyncBatchNorm
-                    m.eval()
-        return self
+            modules += [self.embed(i), self.stage(i), self.output_norm(i)]
+        return modules
 
     def _run_blocks(self, blocks: nn.ModuleList, x: Tensor, hw: HW) -> Tensor:
         for blk in blocks:

@@ -23,11 +23,10 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from .base import DenseBackbone
 from .masa import masa_decomposed, masa_full, rotate_every_two
 
 # Hyper-parameters of the released models (identical in the authors' ImageNet, detection and
@@ -312,7 +311,7 @@ class RMTStage(nn.Module):
         return x, (self.downsample(x) if self.downsample is not None else x)
 
 
-class RMT(BaseModule):
+class RMT(DenseBackbone):
     """RMT backbone for dense prediction.
 
     Args:
@@ -416,37 +415,11 @@ class RMT(BaseModule):
         return [f'layers.{i}.Relpos.{name}' for i in range(len(self.layers))
                 for name in ('decay', 'angle')]
 
-    def init_weights(self) -> None:
-        """Load ``init_cfg`` checkpoints through the RMT-aware loader; else keep the
-        upstream initialisation done in ``__init__``."""
-        if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
-            from ..checkpoint import load_backbone_checkpoint
-            load_backbone_checkpoint(self, self.init_cfg['checkpoint'],
-                                     prefix=self.init_cfg.get('prefix'))
-            self._is_init = True
-        else:
-            super().init_weights()
-        self._freeze_stages()
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        frozen: List[nn.Module] = [self.patch_embed]
+    def frozen_modules(self) -> List[nn.Module]:
+        modules: List[nn.Module] = [self.patch_embed]
         for i in range(self.frozen_stages):
-            frozen += [self.layers[i], self.extra_norms[i]]
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'RMT':
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):  # also SyncBatchNorm, unlike upstream
-                    m.eval()
-        return self
+            modules += [self.layers[i], self.extra_norms[i]]
+        return modules
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         x = self.patch_embed(x)
