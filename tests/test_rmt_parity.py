@@ -21,10 +21,10 @@ def expected(fixtures, tag):
     return _expected_cache[tag]
 
 
-def build_loaded(fixtures, manifest, tag, source):
+def build_loaded(fixtures, manifest, tag, source, attn_impl='auto'):
     from rmt_mm.checkpoint import load_backbone_checkpoint
     suffix, ema = SOURCES[source]
-    model = RMT(arch=manifest[f'{tag}/config'])
+    model = RMT(arch=manifest[f'{tag}/config'], attn_impl=attn_impl)
     load_backbone_checkpoint(model, str(fixtures / f'{tag}_{suffix}'), use_ema=ema)
     return model.eval()
 
@@ -36,7 +36,7 @@ def assert_features_match(outs, refs, case='', record=None):
         err = (out - ref).abs().max().item()
         rel = err / ref.abs().max().item()
         if record is not None:
-            record('RMT ' + case, err, rel)
+            record(f'RMT-{case.rsplit("/", 1)[-1]}-vs-upstream', err, rel)
         assert err < 2e-5 and rel < 1e-5, f'{case}: max abs {err:.2e}, rel {rel:.2e}'
 
 
@@ -45,15 +45,17 @@ CASES = [(tag, task, source) for tag in TAGS for task in ('det', 'seg') for sour
          if not (task == 'seg' and source == 'upstream_mmdet2_maskrcnn')]
 
 
+@pytest.mark.parametrize('attn_impl', ['reference', 'sdpa'])
 @pytest.mark.parametrize('tag,task,source', CASES)
-def test_features_match_upstream(rmt_fixtures, rmt_manifest, record_parity, tag, task, source):
+def test_features_match_upstream(rmt_fixtures, rmt_manifest, record_parity, tag, task, source,
+                                 attn_impl):
     exp = expected(rmt_fixtures, tag)
-    model = build_loaded(rmt_fixtures, rmt_manifest, tag, source)
+    model = build_loaded(rmt_fixtures, rmt_manifest, tag, source, attn_impl)
     for name, x in exp['inputs'].items():
         with torch.no_grad():
             outs = model(x)
         assert_features_match(outs, exp[f'{task}_feats_from_{source}'][name],
-                              f'{tag}/{task}/{source}/{name}', record_parity)
+                              f'{tag}/{task}/{source}/{name}/{attn_impl}', record_parity)
 
 
 @pytest.mark.parametrize('tag', TAGS)

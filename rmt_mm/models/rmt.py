@@ -16,6 +16,7 @@ This module depends on torch, mmengine and mmcv only; mmdet/mmseg registration l
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -27,7 +28,8 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch import Tensor, nn
 
 from .base import DenseBackbone
-from .masa import masa_decomposed, masa_full, rotate_every_two
+from .masa import (ATTN_IMPLS, full_bias_fits, masa_decomposed, masa_decomposed_sdpa,
+                   masa_full, masa_full_sdpa, resolve_impl, rotary_complex, rotary_reference)
 
 # Hyper-parameters of the released models (identical in the authors' ImageNet, detection and
 # segmentation code). ``drop_path_rate`` is the value hard-coded in their model factories.
@@ -173,9 +175,12 @@ class RelPos2d(nn.Module):
     """Rotary tables and the Manhattan-distance decay bias for one stage.
 
     ``angle`` and ``decay`` are persistent buffers because upstream checkpoints carry them; they
-    double as a hyper-parameter check when loading. The tables depend on the feature-map size
-    only, so they are rebuilt per forward (cheap: O(L) for rotary and decomposed biases).
+    double as a hyper-parameter check when loading. The reference path rebuilds its tables every
+    forward, as upstream; the fast path keeps a small per-size cache, keyed on the buffers'
+    version counters so that loading new values invalidates it.
     """
+
+    cache_size = 16
 
     def __init__(self, embed_dims: int, num_heads: int, init_value: float,
                  heads_range: float) -> None:
@@ -185,11 +190,16 @@ class RelPos2d(nn.Module):
         self.register_buffer('angle', freqs.repeat_interleave(2))
         heads = torch.arange(num_heads, dtype=torch.float)
         self.register_buffer('decay', torch.log(1 - 2**(-init_value - heads_range * heads / num_heads)))
+        self._cache: 'OrderedDict[tuple, tuple]' = OrderedDict()
 
-    def rotary(self, h: int, w: int) -> Tuple[Tensor, Tensor]:
+    def _phase_angles(self, h: int, w: int) -> Tensor:
         # 1-D raster index t = row * w + col, as upstream (not a 2-D rotary).
         t = torch.arange(h * w, device=self.angle.device, dtype=self.angle.dtype)
-        phase = (t[:, None] * self.angle[None, :]).reshape(h, w, -1)
+        return t[:, None] * self.angle[None, :]
+
+    def rotary(self, h: int, w: int) -> Tuple[Tensor, Tensor]:
+        """(h, w, 1, d) sin and cos tables, broadcasting over heads."""
+        phase = self._phase_angles(h, w).reshape(h, w, 1, -1)
         return phase.sin(), phase.cos()
 
     def _distance(self, n: int) -> Tensor:
@@ -205,17 +215,39 @@ class RelPos2d(nn.Module):
         dist = self._distance(h)[:, None, :, None] + self._distance(w)[None, :, None, :]
         return dist.reshape(h * w, h * w) * self.decay[:, None, None]
 
+    def fast_tables(self, h: int, w: int, decomposed: bool) -> tuple:
+        """Cached ``(phase, bias_h, bias_w)`` (decomposed) or ``(phase, bias or None)`` (full;
+        ``None`` when the bias is too large to keep and is made block by block instead)."""
+        key = (h, w, decomposed, self.decay.device, self.decay._version, self.angle._version)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        angles = self._phase_angles(h, w)[:, ::2].reshape(h, w, 1, -1)
+        phase = torch.polar(torch.ones_like(angles), angles)
+        if decomposed:
+            tables = (phase, self.axis_bias(h), self.axis_bias(w))
+        else:
+            fits = full_bias_fits(self.decay.numel(), h * w)
+            tables = (phase, self.grid_bias(h, w) if fits else None)
+        self._cache[key] = tables
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return tables
+
 
 class MaSA(nn.Module):
     """Manhattan Self-Attention: softmax attention with a distance-decay bias, rotary q/k and
-    a 5x5 depthwise LePE on v. ``decomposed`` selects the W-then-H axial form."""
+    a 5x5 depthwise LePE on v. ``decomposed`` selects the W-then-H axial form; ``attn_impl``
+    the kernel (see :mod:`.masa`)."""
 
-    def __init__(self, embed_dims: int, num_heads: int, decomposed: bool) -> None:
+    def __init__(self, embed_dims: int, num_heads: int, decomposed: bool,
+                 attn_impl: str = 'auto') -> None:
         super().__init__()
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
         self.scaling = self.head_dims**-0.5
         self.decomposed = decomposed
+        self.attn_impl = attn_impl
         self.q_proj = nn.Linear(embed_dims, embed_dims)
         self.k_proj = nn.Linear(embed_dims, embed_dims)
         self.v_proj = nn.Linear(embed_dims, embed_dims)
@@ -223,26 +255,46 @@ class MaSA(nn.Module):
         self.out_proj = nn.Linear(embed_dims, embed_dims)
 
     def _heads(self, x: Tensor) -> Tensor:
-        b, h, w, _ = x.shape
-        return x.view(b, h, w, self.num_heads, self.head_dims).permute(0, 3, 1, 2, 4)
+        return x.unflatten(-1, (self.num_heads, self.head_dims))
 
     def forward(self, x: Tensor, relpos: RelPos2d) -> Tensor:
         b, h, w, c = x.shape
-        sin, cos = relpos.rotary(h, w)
+        if resolve_impl(self.attn_impl, x) == 'reference':
+            out, lepe = self._reference(x, relpos)
+        else:
+            out, lepe = self._fast(x, relpos)
+        return self.out_proj(out.reshape(b, h, w, c) + lepe)
+
+    def _reference(self, x: Tensor, relpos: RelPos2d) -> Tuple[Tensor, Tensor]:
+        h, w = x.shape[1:3]
         v = self.v_proj(x)
         lepe = self.lepe(v)
+        sin, cos = relpos.rotary(h, w)
         # Upstream scales k (not q) once, before the rotary shift.
-        q = self._heads(self.q_proj(x))
-        k = self._heads(self.k_proj(x) * self.scaling)
-        q = q * cos + rotate_every_two(q) * sin
-        k = k * cos + rotate_every_two(k) * sin
-        v = self._heads(v)
+        q = rotary_reference(self._heads(self.q_proj(x)), sin, cos)
+        k = rotary_reference(self._heads(self.k_proj(x) * self.scaling), sin, cos)
         if self.decomposed:
-            out = masa_decomposed(q, k, v, relpos.axis_bias(h), relpos.axis_bias(w))
+            out = masa_decomposed(q, k, self._heads(v), relpos.axis_bias(h), relpos.axis_bias(w))
         else:
-            out = masa_full(q, k, v, relpos.grid_bias(h, w))
-        out = out.permute(0, 2, 3, 1, 4).reshape(b, h, w, c)
-        return self.out_proj(out + lepe)
+            out = masa_full(q, k, self._heads(v), relpos.grid_bias(h, w))
+        return out, lepe
+
+    def _fast(self, x: Tensor, relpos: RelPos2d) -> Tuple[Tensor, Tensor]:
+        """One fused q/k/v projection, the rotary as one complex product, the scaling folded
+        into SDPA, cached tables."""
+        h, w, c = x.shape[1:]
+        weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+        bias = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
+        q, k, v = F.linear(x, weight, bias).split(c, dim=-1)
+        lepe = self.lepe(v)
+        phase, *biases = relpos.fast_tables(h, w, self.decomposed)
+        q, k = rotary_complex(self._heads(q), phase), rotary_complex(self._heads(k), phase)
+        if self.decomposed:
+            bias_h, bias_w = (t.to(q.dtype) for t in biases)
+            out = masa_decomposed_sdpa(q, k, self._heads(v), bias_h, bias_w, self.scaling)
+        else:
+            out = masa_full_sdpa(q, k, self._heads(v), relpos.decay, self.scaling, biases[0])
+        return out, lepe
 
 
 class FFN(nn.Module):
@@ -263,11 +315,12 @@ class RMTBlock(nn.Module):
     """CPE residual, then pre-norm MaSA and FFN residuals with optional layer scale."""
 
     def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: float, decomposed: bool,
-                 drop_path: float, layerscale: bool, layer_init_value: float) -> None:
+                 drop_path: float, layerscale: bool, layer_init_value: float,
+                 attn_impl: str) -> None:
         super().__init__()
         self.pos = DWConv2d(embed_dims, 3)
         self.retention_layer_norm = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.retention = MaSA(embed_dims, num_heads, decomposed)
+        self.retention = MaSA(embed_dims, num_heads, decomposed, attn_impl)
         self.final_layer_norm = nn.LayerNorm(embed_dims, eps=1e-6)
         self.ffn = FFN(embed_dims, int(mlp_ratio * embed_dims))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
@@ -290,13 +343,13 @@ class RMTStage(nn.Module):
     def __init__(self, embed_dims: int, out_dims: Optional[int], depth: int, num_heads: int,
                  init_value: float, heads_range: float, mlp_ratio: float, decomposed: bool,
                  drop_paths: Sequence[float], layerscale: bool, layer_init_value: float,
-                 norm_cfg: dict, with_cp: bool) -> None:
+                 norm_cfg: dict, with_cp: bool, attn_impl: str) -> None:
         super().__init__()
         self.with_cp = with_cp
         self.Relpos = RelPos2d(embed_dims, num_heads, init_value, heads_range)
         self.blocks = nn.ModuleList([
             RMTBlock(embed_dims, num_heads, mlp_ratio, decomposed, drop_paths[i], layerscale,
-                     layer_init_value) for i in range(depth)
+                     layer_init_value, attn_impl) for i in range(depth)
         ])
         self.downsample = (PatchMerging(embed_dims, out_dims, norm_cfg)
                            if out_dims is not None else None)
@@ -326,6 +379,8 @@ class RMT(DenseBackbone):
             ``norm_eval`` was a no-op, so ``False`` reproduces its fine-tuning behaviour.
         norm_cfg: Norm of the conv stem and patch merging (``BN``; ``SyncBN`` for multi-GPU).
         with_cp: Gradient checkpointing per block (saves memory, costs a second forward).
+        attn_impl: MaSA kernel: ``'reference'`` (the upstream algorithm), ``'sdpa'`` (fused,
+            linear memory in full-attention stages) or ``'auto'`` (the measured-faster one).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` accepts upstream ImageNet,
             detection/segmentation or converted checkpoints directly.
     """
@@ -345,8 +400,11 @@ class RMT(DenseBackbone):
                  norm_eval: bool = False,
                  norm_cfg: Optional[dict] = None,
                  with_cp: bool = False,
+                 attn_impl: str = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}')
         self.arch_settings = resolve_arch(arch)
         cfg = self.arch_settings
         num_stages = len(cfg['depths'])
@@ -386,7 +444,8 @@ class RMT(DenseBackbone):
                     layerscale=bool(cfg['layerscales'][i]),
                     layer_init_value=cfg['layer_init_values'],
                     norm_cfg=norm_cfg,
-                    with_cp=with_cp))
+                    with_cp=with_cp,
+                    attn_impl=attn_impl))
             start += depth
         # Upstream always builds one output norm per stage (eps 1e-5), used or not.
         self.extra_norms = nn.ModuleList(nn.LayerNorm(d) for d in self.embed_dims)
