@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Time and memory of the RMT backbone: reference MaSA vs the fast path, in one process.
+
+Times are medians of ``--repeats`` runs after ``--warmup`` runs, the implementations
+interleaved so that machine load affects both alike. Peak memory comes from the CUDA allocator
+on GPU; on CPU each case runs again in a fresh subprocess and reports its peak RSS (and the
+rise over the RSS after building the model), since an allocator high-water mark is not
+observable in-process there.
+
+    python tools/benchmark.py --arch t s --size 800 1344 --mode infer train --out bench.md
+"""
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import torch
+
+from rmt_mm.models import RMT
+
+IMPLS = ('reference', 'sdpa')
+
+
+def build(arch: str, impl: str, device: str, dtype: torch.dtype, with_cp: bool) -> RMT:
+    torch.manual_seed(0)  # same weights for every implementation
+    model = RMT(arch=arch, attn_impl=impl, drop_path_rate=0.0, with_cp=with_cp)
+    return model.to(device=device, dtype=dtype)
+
+
+def step(model: RMT, x: torch.Tensor, mode: str) -> None:
+    if mode == 'infer':
+        with torch.no_grad():
+            model.eval()(x)
+    else:
+        model.train()
+        x = x.detach().requires_grad_()
+        sum(o.float().mean() for o in model(x)).backward()
+        model.zero_grad(set_to_none=True)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
+def peak_rss_case(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dict:
+    """Run one case in this (fresh) process and report RSS high-water marks in MiB."""
+    model = build(arch, impl, 'cpu', getattr(torch, args.dtype), args.with_cp)
+    x = torch.randn(args.batch, 3, *args.size, dtype=getattr(torch, args.dtype))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    step(model, x, mode)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(peak_mb=peak, rise_mb=peak - base)
+
+
+def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dict:
+    cmd = [sys.executable, __file__, '--child', json.dumps(dict(arch=arch, impl=impl, mode=mode)),
+           '--size', *map(str, args.size), '--batch', str(args.batch), '--dtype', args.dtype]
+    if args.with_cp:
+        cmd.append('--with-cp')
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
+    dtype = getattr(torch, args.dtype)
+    models = {impl: build(arch, impl, args.device, dtype, args.with_cp) for impl in IMPLS}
+    x = torch.randn(args.batch, 3, *args.size, device=args.device, dtype=dtype)
+    for _ in range(args.warmup):
+        for impl in IMPLS:
+            step(models[impl], x, mode)
+    times: Dict[str, List[float]] = {impl: [] for impl in IMPLS}
+    for _ in range(args.repeats):
+        for impl in IMPLS:
+            start = time.perf_counter()
+            step(models[impl], x, mode)
+            times[impl].append(time.perf_counter() - start)
+    results = {}
+    for impl in IMPLS:
+        result = dict(time_s=statistics.median(times[impl]))
+        if args.device == 'cuda':
+            del models
+            models = {}
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            step(build(arch, impl, args.device, dtype, args.with_cp), x, mode)
+            result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            result.update(cpu_memory(args, arch, impl, mode))
+        results[impl] = result
+    return results
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--arch', nargs='+', default=['t', 's'])
+    parser.add_argument('--size', type=int, nargs=2, default=(800, 1344), metavar=('H', 'W'))
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16', 'float16'])
+    parser.add_argument('--mode', nargs='+', default=['infer', 'train'],
+                        choices=['infer', 'train'], help='train = forward + backward')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--with-cp', action='store_true', help='gradient checkpointing')
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--out', help='write the markdown table here too')
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        case = json.loads(args.child)
+        print(json.dumps(peak_rss_case(args, case['arch'], case['impl'], case['mode'])))
+        return
+    mem_col = 'peak GPU MiB' if args.device == 'cuda' else 'peak RSS MiB (rise)'
+    lines = [
+        f'{args.device}, {args.dtype}, batch {args.batch}, {args.size[0]}x{args.size[1]}'
+        f'{", with_cp" if args.with_cp else ""}, torch {torch.__version__}, '
+        f'{torch.get_num_threads()} threads; median of {args.repeats} after {args.warmup} warm-up',
+        '',
+        f'| arch | mode | reference s | sdpa s | speed-up | reference {mem_col} | '
+        f'sdpa {mem_col} | memory ratio |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for arch in args.arch:
+        for mode in args.mode:
+            res = run_case(args, arch, mode)
+            ref, fast = res['reference'], res['sdpa']
+            mem = [f'{r["peak_mb"]:.0f}' + (f' ({r["rise_mb"]:.0f})' if 'rise_mb' in r else '')
+                   for r in (ref, fast)]
+            ratio = f'{ref["peak_mb"] / fast["peak_mb"]:.2f}x'
+            if 'rise_mb' in ref:
+                ratio += f' ({max(ref["rise_mb"], 1) / max(fast["rise_mb"], 1):.2f}x)'
+            lines.append(f'| {arch} | {mode} | {ref["time_s"]:.3f} | {fast["time_s"]:.3f} | '
+                         f'{ref["time_s"] / fast["time_s"]:.2f}x | {mem[0]} | {mem[1]} | '
+                         f'{ratio} |')
+            print(lines[-1], flush=True)
+    table = '\n'.join(lines)
+    print('\n' + table)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(table + '\n')
+
+
+if __name__ == '__main__':
+    main()
