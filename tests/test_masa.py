@@ -10,10 +10,10 @@ MINI = dict(embed_dims=[16, 32, 64, 96], depths=[1, 1, 2, 1], num_heads=[2, 2, 4
             chunkwise_recurrents=[True, True, False, False], layerscales=[False, False, True, True])
 
 
-def pair(**kwargs):
+def pair(impl='sdpa', **kwargs):
     torch.manual_seed(0)
     ref = RMT(arch=MINI, attn_impl='reference', drop_path_rate=0.0, **kwargs)
-    fast = RMT(arch=MINI, attn_impl='sdpa', drop_path_rate=0.0, **kwargs)
+    fast = RMT(arch=MINI, attn_impl=impl, drop_path_rate=0.0, **kwargs)
     fast.load_state_dict(ref.state_dict())
     return ref, fast
 
@@ -22,19 +22,21 @@ def rel_err(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-@pytest.fixture(params=['whole', 'blocked'])
-def bias_mode(request, monkeypatch):
-    """``blocked`` forces full attention through query blocks with on-the-fly bias rows."""
-    if request.param == 'blocked':
+@pytest.fixture(params=['one block', 'many blocks'])
+def block_mode(request, monkeypatch):
+    """``many blocks`` forces every kernel through its block loops with tiny blocks."""
+    if request.param == 'many blocks':
         monkeypatch.setattr(masa, 'FULL_BIAS_BLOCK_ELEMS', 300)
+        monkeypatch.setattr(masa, 'BLOCK_ELEMS', 300)
     return request.param
 
 
+@pytest.mark.parametrize('impl', ['sdpa', 'blocked'])
 @pytest.mark.parametrize('hw', [(64, 64), (72, 104), (45, 61), (33, 20)])
-def test_forward_and_gradients_match_reference(hw, bias_mode, record_parity):
+def test_forward_and_gradients_match_reference(impl, hw, block_mode, record_parity):
     # norm_eval: train-mode BN would make the gradients of the conv biases before it exactly
     # zero, i.e. pure rounding noise.
-    ref, fast = pair(norm_eval=True)
+    ref, fast = pair(impl, norm_eval=True)
     x = torch.randn(2, 3, *hw)
     grads = []
     for model in (ref, fast):
@@ -44,31 +46,39 @@ def test_forward_and_gradients_match_reference(hw, bias_mode, record_parity):
         grads.append((outs, xi.grad, {n: p.grad for n, p in model.named_parameters()}))
     (outs_r, gx_r, gp_r), (outs_f, gx_f, gp_f) = grads
     for a, b in zip(outs_f, outs_r):
-        record_parity('MaSA-sdpa-vs-reference forward', (a - b).abs().max().item(), rel_err(a, b))
+        record_parity(f'MaSA-{impl}-vs-reference forward', (a - b).abs().max().item(),
+                      rel_err(a, b))
         assert rel_err(a, b) <= 1e-5
     assert rel_err(gx_f, gx_r) <= 1e-5
     for name, g in gp_r.items():
         assert rel_err(gp_f[name], g) <= 1e-5, name
 
 
-def test_blocked_full_attention_keeps_no_square_tensor(monkeypatch):
-    """Under autograd the blocked path saves only O(L) tensors for backward."""
+@pytest.mark.parametrize('impl', ['sdpa', 'blocked'])
+def test_full_attention_keeps_no_square_tensor(monkeypatch, impl):
+    """Under autograd the fast kernels save only O(L) tensors for backward."""
     monkeypatch.setattr(masa, 'FULL_BIAS_BLOCK_ELEMS', 4 * 64 * 8)
+    monkeypatch.setattr(masa, 'BLOCK_ELEMS', 4 * 64 * 32)
     heads, h, w, d = 4, 8, 16, 16
     length = h * w
     q, k, v = (torch.randn(1, h, w, heads, d, requires_grad=True) for _ in range(3))
     decay = torch.log(1 - 2**(-2 - torch.arange(heads) / heads))
+    dist = torch.arange(16.0)
+    bias_h, bias_w = ((dist[:n, None] - dist[:n]).abs() * decay[:, None, None] for n in (h, w))
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t,
                                                   lambda t: t):
-        out = masa.masa_full_sdpa(q, k, v, decay, d**-0.5)
+        if impl == 'sdpa':
+            out = masa.masa_full_sdpa(q, k, v, decay, d**-0.5)
+        else:
+            out = masa.masa_full_blocked(q, k, v, bias_h, bias_w, d**-0.5)
     assert saved and all(shape.numel() < length * length for shape in saved)
     out.sum().backward()
     assert torch.isfinite(q.grad).all()
 
 
 def test_cached_tables_follow_loaded_buffers():
-    ref, fast = pair()
+    ref, fast = pair('blocked')
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         fast.eval()(x)  # fills the cache

@@ -11,7 +11,6 @@ observable in-process there.
 """
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,13 +43,20 @@ def step(model: RMT, x: torch.Tensor, mode: str) -> None:
         torch.cuda.synchronize()
 
 
+def rss_high_water_mb() -> float:
+    """VmHWM of this process (unlike ru_maxrss, not inherited from the parent at fork)."""
+    with open('/proc/self/status') as f:
+        line = next(ln for ln in f if ln.startswith('VmHWM:'))
+    return int(line.split()[1]) / 1024
+
+
 def peak_rss_case(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dict:
     """Run one case in this (fresh) process and report RSS high-water marks in MiB."""
     model = build(arch, impl, 'cpu', getattr(torch, args.dtype), args.with_cp)
     x = torch.randn(args.batch, 3, *args.size, dtype=getattr(torch, args.dtype))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = rss_high_water_mb()
     step(model, x, mode)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = rss_high_water_mb()
     return dict(peak_mb=peak, rise_mb=peak - base)
 
 

@@ -1,6 +1,6 @@
 """Attention kernels of MaSA (Manhattan Self-Attention).
 
-Two implementations compute the same function:
+Three implementations compute the same function:
 
 - ``reference``: the upstream algorithm, step by step (explicit logits, bias add, softmax). The
   parity fixtures pin it down; it materialises ``(B, heads, L, L)`` logits and probabilities and,
@@ -19,10 +19,12 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import Tensor
 
-ATTN_IMPLS = ('auto', 'reference', 'sdpa')
+ATTN_IMPLS = ('auto', 'reference', 'sdpa', 'blocked')
 #: Full attention is split into query blocks once ``heads * L * L`` exceeds this many elements
 #: (16M floats = 64 MB); each block's bias then holds about this many.
 FULL_BIAS_BLOCK_ELEMS = 1 << 24
+#: Logits elements per block of the ``blocked`` kernel (4M floats = 16 MB).
+BLOCK_ELEMS = 1 << 22
 
 
 def full_bias_fits(num_heads: int, length: int) -> bool:
@@ -31,11 +33,13 @@ def full_bias_fits(num_heads: int, length: int) -> bool:
 
 
 def resolve_impl(impl: str, x: Tensor) -> str:
-    """``auto`` -> the measured-faster path (see tools/benchmark.py and the README): SDPA
-    wins on CPU (float32) and on CUDA (the memory-efficient kernel takes the bias)."""
+    """``auto`` -> the kernel measured faster for the device (tools/benchmark.py, README):
+    ``blocked`` on CPU, ``sdpa`` elsewhere (fused kernels that take an additive bias)."""
     if impl not in ATTN_IMPLS:
         raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {impl!r}')
-    return 'sdpa' if impl == 'auto' else impl
+    if impl == 'auto':
+        return 'blocked' if x.device.type == 'cpu' else 'sdpa'
+    return impl
 
 
 def rotate_every_two(x: Tensor) -> Tensor:
@@ -146,3 +150,66 @@ def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, scale: float,
                           if grad else _full_block(*args))
         out = torch.cat(blocks, dim=2)
     return out.transpose(1, 2).reshape(b, h, w, n, d)
+
+
+# ----------------------------------------------------------------------------- blocked
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
+    """``softmax(scale * q k^T + bias) v`` with the bias added in place (one temporary less)."""
+    attn = (q * scale) @ k.transpose(-1, -2)
+    attn += bias
+    return attn.softmax(dim=-1) @ v
+
+
+def _attend_axis_blocked(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
+    """Attention along the second-to-last axis of ``(B, M, heads, N, d)``, in blocks over M."""
+    n, length = q.shape[2], q.shape[3]
+    step = max(1, BLOCK_ELEMS // (q.shape[0] * n * length * length))
+    outs = [_attend(q[:, i:i + step], k[:, i:i + step], v[:, i:i + step], bias, scale)
+            for i in range(0, q.shape[1], step)]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
+
+
+def masa_decomposed_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor,
+                            scale: float) -> Tensor:
+    """Axial attention (W then H) in blocks of rows / columns; ``k`` is *not* pre-scaled."""
+    out_w = _attend_axis_blocked(q.transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3),
+                                 bias_w, scale)  # (B, H, heads, W, d)
+    out = _attend_axis_blocked(q.permute(0, 2, 3, 1, 4), k.permute(0, 2, 3, 1, 4),
+                               out_w.permute(0, 3, 2, 1, 4), bias_h, scale)  # (B, W, heads, H, d)
+    return out.permute(0, 3, 1, 2, 4)
+
+
+def _full_rows_block(q: Tensor, k_t: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor,
+                     row0: int, scale: float) -> Tensor:
+    """Queries of image rows ``row0:row0 + q.shape[2] // W`` against all keys, for one image.
+
+    The bias block ``decay * (|dy| + |dx|)`` is one broadcast add of the per-axis biases.
+    """
+    n, block, _ = q.shape
+    h, w = bias_h.shape[1], bias_w.shape[1]
+    rows = block // w
+    bias = (bias_h[:, row0:row0 + rows, None, :, None] + bias_w[:, None, :, None, :])
+    return torch.baddbmm(bias.reshape(n, block, h * w), q, k_t, alpha=scale).softmax(-1) @ v
+
+
+def masa_full_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor,
+                      scale: float) -> Tensor:
+    """Full attention in blocks of whole image rows; ``k`` is *not* pre-scaled. Under autograd
+    each block is checkpointed, so no ``L x L`` tensor is kept for backward."""
+    b, h, w, n, d = q.shape
+    length = h * w
+    q, k, v = (t.reshape(b, length, n, d).transpose(1, 2) for t in (q, k, v))
+    rows = max(1, min(h, BLOCK_ELEMS // (n * length * w)))
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    images = []
+    for i in range(b):
+        k_t = k[i].transpose(-1, -2)
+        blocks = []
+        for row0 in range(0, h, rows):
+            args = (q[i, :, row0 * w:(row0 + rows) * w], k_t, v[i], bias_h, bias_w, row0, scale)
+            blocks.append(cp.checkpoint(_full_rows_block, *args, use_reentrant=False)
+                          if grad else _full_rows_block(*args))
+        images.append(torch.cat(blocks, dim=1))
+    return torch.stack(images).transpose(1, 2).reshape(b, h, w, n, d)

@@ -28,8 +28,9 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch import Tensor, nn
 
 from .base import DenseBackbone
-from .masa import (ATTN_IMPLS, full_bias_fits, masa_decomposed, masa_decomposed_sdpa,
-                   masa_full, masa_full_sdpa, resolve_impl, rotary_complex, rotary_reference)
+from .masa import (ATTN_IMPLS, full_bias_fits, masa_decomposed, masa_decomposed_blocked,
+                   masa_decomposed_sdpa, masa_full, masa_full_blocked, masa_full_sdpa,
+                   resolve_impl, rotary_complex, rotary_reference)
 
 # Hyper-parameters of the released models (identical in the authors' ImageNet, detection and
 # segmentation code). ``drop_path_rate`` is the value hard-coded in their model factories.
@@ -216,19 +217,18 @@ class RelPos2d(nn.Module):
         return dist.reshape(h * w, h * w) * self.decay[:, None, None]
 
     def fast_tables(self, h: int, w: int, decomposed: bool) -> tuple:
-        """Cached ``(phase, bias_h, bias_w)`` (decomposed) or ``(phase, bias or None)`` (full;
-        ``None`` when the bias is too large to keep and is made block by block instead)."""
+        """Cached ``(phase, bias_h, bias_w, bias)``: the rotary phases, the per-axis biases and,
+        for full attention on maps small enough, the whole ``(heads, L, L)`` bias (else
+        ``None``; the kernels then build it block by block)."""
         key = (h, w, decomposed, self.decay.device, self.decay._version, self.angle._version)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         angles = self._phase_angles(h, w)[:, ::2].reshape(h, w, 1, -1)
         phase = torch.polar(torch.ones_like(angles), angles)
-        if decomposed:
-            tables = (phase, self.axis_bias(h), self.axis_bias(w))
-        else:
-            fits = full_bias_fits(self.decay.numel(), h * w)
-            tables = (phase, self.grid_bias(h, w) if fits else None)
+        full = not decomposed and full_bias_fits(self.decay.numel(), h * w)
+        tables = (phase, self.axis_bias(h), self.axis_bias(w),
+                  self.grid_bias(h, w) if full else None)
         self._cache[key] = tables
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -259,10 +259,11 @@ class MaSA(nn.Module):
 
     def forward(self, x: Tensor, relpos: RelPos2d) -> Tensor:
         b, h, w, c = x.shape
-        if resolve_impl(self.attn_impl, x) == 'reference':
+        impl = resolve_impl(self.attn_impl, x)
+        if impl == 'reference':
             out, lepe = self._reference(x, relpos)
         else:
-            out, lepe = self._fast(x, relpos)
+            out, lepe = self._fast(x, relpos, impl)
         return self.out_proj(out.reshape(b, h, w, c) + lepe)
 
     def _reference(self, x: Tensor, relpos: RelPos2d) -> Tuple[Tensor, Tensor]:
@@ -279,21 +280,25 @@ class MaSA(nn.Module):
             out = masa_full(q, k, self._heads(v), relpos.grid_bias(h, w))
         return out, lepe
 
-    def _fast(self, x: Tensor, relpos: RelPos2d) -> Tuple[Tensor, Tensor]:
+    def _fast(self, x: Tensor, relpos: RelPos2d, impl: str) -> Tuple[Tensor, Tensor]:
         """One fused q/k/v projection, the rotary as one complex product, the scaling folded
-        into SDPA, cached tables."""
+        into the kernel, cached tables."""
         h, w, c = x.shape[1:]
         weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
         bias = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
         q, k, v = F.linear(x, weight, bias).split(c, dim=-1)
         lepe = self.lepe(v)
-        phase, *biases = relpos.fast_tables(h, w, self.decomposed)
+        phase, bias_h, bias_w, bias = relpos.fast_tables(h, w, self.decomposed)
         q, k = rotary_complex(self._heads(q), phase), rotary_complex(self._heads(k), phase)
+        v = self._heads(v)
+        bias_h, bias_w = bias_h.to(q.dtype), bias_w.to(q.dtype)
         if self.decomposed:
-            bias_h, bias_w = (t.to(q.dtype) for t in biases)
-            out = masa_decomposed_sdpa(q, k, self._heads(v), bias_h, bias_w, self.scaling)
+            kernel = masa_decomposed_sdpa if impl == 'sdpa' else masa_decomposed_blocked
+            out = kernel(q, k, v, bias_h, bias_w, self.scaling)
+        elif impl == 'sdpa':
+            out = masa_full_sdpa(q, k, v, relpos.decay, self.scaling, bias)
         else:
-            out = masa_full_sdpa(q, k, self._heads(v), relpos.decay, self.scaling, biases[0])
+            out = masa_full_blocked(q, k, v, bias_h, bias_w, self.scaling)
         return out, lepe
 
 
@@ -379,8 +384,9 @@ class RMT(DenseBackbone):
             ``norm_eval`` was a no-op, so ``False`` reproduces its fine-tuning behaviour.
         norm_cfg: Norm of the conv stem and patch merging (``BN``; ``SyncBN`` for multi-GPU).
         with_cp: Gradient checkpointing per block (saves memory, costs a second forward).
-        attn_impl: MaSA kernel: ``'reference'`` (the upstream algorithm), ``'sdpa'`` (fused,
-            linear memory in full-attention stages) or ``'auto'`` (the measured-faster one).
+        attn_impl: MaSA kernel: ``'reference'`` (the upstream algorithm), ``'sdpa'`` (fused
+            kernels), ``'blocked'`` (cache-sized blocks) or ``'auto'`` (the one measured faster
+            on the device). Both fast kernels keep full-attention memory linear in tokens.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` accepts upstream ImageNet,
             detection/segmentation or converted checkpoints directly.
     """
