@@ -21,9 +21,6 @@ import torch
 
 from rmt_mm.models import RMT
 
-IMPLS = ('reference', 'sdpa')
-
-
 def build(arch: str, impl: str, device: str, dtype: torch.dtype, with_cp: bool) -> RMT:
     torch.manual_seed(0)  # same weights for every implementation
     model = RMT(arch=arch, attn_impl=impl, drop_path_rate=0.0, with_cp=with_cp)
@@ -71,19 +68,22 @@ def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dic
 
 def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
     dtype = getattr(torch, args.dtype)
-    models = {impl: build(arch, impl, args.device, dtype, args.with_cp) for impl in IMPLS}
+    impls = ('reference', args.fast)
+    models = {impl: build(arch, impl, args.device, dtype, args.with_cp) for impl in impls}
     x = torch.randn(args.batch, 3, *args.size, device=args.device, dtype=dtype)
-    for _ in range(args.warmup):
-        for impl in IMPLS:
-            step(models[impl], x, mode)
-    times: Dict[str, List[float]] = {impl: [] for impl in IMPLS}
-    for _ in range(args.repeats):
-        for impl in IMPLS:
-            start = time.perf_counter()
-            step(models[impl], x, mode)
-            times[impl].append(time.perf_counter() - start)
+    times: Dict[str, List[float]] = {impl: [float('nan')] for impl in impls}
+    if args.repeats:
+        for _ in range(args.warmup):
+            for impl in impls:
+                step(models[impl], x, mode)
+        times = {impl: [] for impl in impls}
+        for _ in range(args.repeats):
+            for impl in impls:
+                start = time.perf_counter()
+                step(models[impl], x, mode)
+                times[impl].append(time.perf_counter() - start)
     results = {}
-    for impl in IMPLS:
+    for impl in impls:
         result = dict(time_s=statistics.median(times[impl]))
         if args.device == 'cuda':
             del models
@@ -94,7 +94,7 @@ def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
             result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
         else:
             result.update(cpu_memory(args, arch, impl, mode))
-        results[impl] = result
+        results['fast' if impl == args.fast else impl] = result
     return results
 
 
@@ -109,7 +109,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--with-cp', action='store_true', help='gradient checkpointing')
     parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=3, help='0: memory only')
+    parser.add_argument('--fast', default='blocked', choices=['blocked', 'sdpa'],
+                        help='the fast implementation to compare with the reference')
     parser.add_argument('--out', help='write the markdown table here too')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -127,14 +129,14 @@ def main(argv=None) -> None:
         f'{", with_cp" if args.with_cp else ""}, torch {torch.__version__}, '
         f'{torch.get_num_threads()} threads; median of {args.repeats} after {args.warmup} warm-up',
         '',
-        f'| arch | mode | reference s | sdpa s | speed-up | reference {mem_col} | '
-        f'sdpa {mem_col} | memory ratio |',
+        f'| arch | mode | reference s | {args.fast} s | speed-up | reference {mem_col} | '
+        f'{args.fast} {mem_col} | memory ratio |',
         '|---|---|---|---|---|---|---|---|',
     ]
     for arch in args.arch:
         for mode in args.mode:
             res = run_case(args, arch, mode)
-            ref, fast = res['reference'], res['sdpa']
+            ref, fast = res['reference'], res['fast']
             mem = [f'{r["peak_mb"]:.0f}' + (f' ({r["rise_mb"]:.0f})' if 'rise_mb' in r else '')
                    for r in (ref, fast)]
             ratio = f'{ref["peak_mb"] / fast["peak_mb"]:.2f}x'
