@@ -27,7 +27,8 @@ StateDict = Dict[str, Tensor]
 LAYOUTS = (
     ('deit', 'model', 'model_ema'),  # the authors' classification trainer
     ('token_label', 'state_dict', 'state_dict_ema'),  # the authors' token-labeling trainer
-    ('mmengine', 'state_dict', None),  # mmengine / mmdet / mmseg (also mmdet 2.x, mmseg 0.x)
+    # mmengine / mmdet / mmseg (also mmdet 2.x, mmseg 0.x) and other trainers' ``state_dict``
+    ('state_dict', 'state_dict', None),
 )
 
 

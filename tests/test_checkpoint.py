@@ -105,7 +105,7 @@ def test_hyperparameter_buffers_are_checked(rmt_fixtures, mini):
 
 def test_detector_checkpoint_prefix_is_stripped(rmt_fixtures, mini):
     sd, layout = read_checkpoint(str(rmt_fixtures / 'tiny_c1110_upstream_mmdet2_maskrcnn.pth'))
-    assert layout == 'mmengine' and any(k.startswith('neck.') for k in sd)
+    assert layout == 'state_dict' and any(k.startswith('neck.') for k in sd)
     model = RMT(arch=mini)
     load_backbone_checkpoint(model, str(rmt_fixtures / 'tiny_c1110_upstream_mmdet2_maskrcnn.pth'))
     assert torch.equal(model.state_dict()['extra_norms.2.weight'], sd['backbone.extra_norms.2.weight'])

@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from conftest import fixture_dir
 import torch
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -39,10 +40,7 @@ def _single_thread():
 
 
 def fixtures_dir() -> Path:
-    path = (Path(__file__).resolve().parents[1] / '..' / 'shared' / 'fixtures' / 'rest').resolve()
-    if not path.is_dir():
-        pytest.skip(f'ResT parity fixtures not found at {path}')
-    return path
+    return fixture_dir('rest')
 
 
 @lru_cache(maxsize=None)

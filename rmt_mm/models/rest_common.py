@@ -203,6 +203,15 @@ def resolve_rest_arch(arch: Union[str, dict], zoo: Dict[str, dict], aliases: Dic
     return cfg
 
 
+def describe_rest_arch(cls: type, cfg: dict) -> str:
+    """One-line summary for error messages, e.g. ``ResT-small (embed_dims [...], ...)``."""
+    name = next((n for n, ref in cls.arch_zoo.items()
+                 if ref['embed_dims'] == list(cfg['embed_dims'])
+                 and ref['depths'] == list(cfg['depths'])), None)
+    label = f'{cls.__name__}-{name}' if name else f'a custom {cls.__name__}'
+    return f'{label} (embed_dims {list(cfg["embed_dims"])}, depths {list(cfg["depths"])})'
+
+
 class ResTBackboneBase(DenseBackbone):
     """Stage loop, stage layout and checkpointing shared by both versions.
 
@@ -253,6 +262,19 @@ class ResTBackboneBase(DenseBackbone):
     def output_norm(self, i: int) -> Optional[nn.Module]:
         """The norm applied to stage ``i``'s output, if this model has one."""
         raise NotImplementedError
+
+    def describe(self) -> str:
+        return describe_rest_arch(type(self), self.arch_settings)
+
+    @classmethod
+    def describe_state_dict(cls, state_dict: Dict[str, Tensor]) -> str:
+        """Summary of a ResT state dict (embed dims and depths are what its keys reveal)."""
+        embed_dims, depths = [], []
+        for i in range(1, NUM_STAGES + 1):
+            embed_dims.append(state_dict[f'stage{i}.0.norm1.weight'].shape[0])
+            depths.append(1 + max(int(k.split('.')[1]) for k in state_dict
+                                  if k.startswith(f'stage{i}.')))
+        return describe_rest_arch(cls, dict(embed_dims=embed_dims, depths=depths))
 
     def frozen_modules(self) -> List[Optional[nn.Module]]:
         """The stem and, per frozen stage, its patch embed, blocks and output norm."""
