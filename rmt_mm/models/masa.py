@@ -12,7 +12,7 @@ Three implementations compute the same function:
 
 Tensors use the map-shaped, head-split layout ``(B, H, W, heads, head_dims)``.
 """
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -122,25 +122,19 @@ def _full_block(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, rows: Tensor, co
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
 
 
-def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, scale: float,
-                   bias: Optional[Tensor] = None) -> Tensor:
+def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, scale: float) -> Tensor:
     """Full attention through SDPA; ``k`` is *not* pre-scaled.
 
-    Small maps use the cached ``bias`` when given; larger ones go block by block over query
-    rows so the bias never exists whole, and under autograd each block is checkpointed.
+    The bias is made on the fly: whole for small maps, else block by block over query rows so
+    it never exists whole, each block checkpointed under autograd.
     """
     b, h, w, n, d = q.shape
     length = h * w
     q, k, v = (t.reshape(b, length, n, d).transpose(1, 2) for t in (q, k, v))
+    rows, cols = grid_coords(h, w, q.device)
     if full_bias_fits(n, length):
-        if bias is None:
-            rows, cols = grid_coords(h, w, q.device)
-            out = _full_block(q, k, v, decay, rows, cols, 0, scale)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype),
-                                                 scale=scale)
+        out = _full_block(q, k, v, decay, rows, cols, 0, scale)
     else:
-        rows, cols = grid_coords(h, w, q.device)
         step = max(1, FULL_BIAS_BLOCK_ELEMS // (n * length))
         grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
         blocks = []

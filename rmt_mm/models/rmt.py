@@ -28,7 +28,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch import Tensor, nn
 
 from .base import DenseBackbone
-from .masa import (ATTN_IMPLS, full_bias_fits, masa_decomposed, masa_decomposed_blocked,
+from .masa import (ATTN_IMPLS, masa_decomposed, masa_decomposed_blocked,
                    masa_decomposed_sdpa, masa_full, masa_full_blocked, masa_full_sdpa,
                    resolve_impl, rotary_complex, rotary_reference)
 
@@ -216,19 +216,16 @@ class RelPos2d(nn.Module):
         dist = self._distance(h)[:, None, :, None] + self._distance(w)[None, :, None, :]
         return dist.reshape(h * w, h * w) * self.decay[:, None, None]
 
-    def fast_tables(self, h: int, w: int, decomposed: bool) -> tuple:
-        """Cached ``(phase, bias_h, bias_w, bias)``: the rotary phases, the per-axis biases and,
-        for full attention on maps small enough, the whole ``(heads, L, L)`` bias (else
-        ``None``; the kernels then build it block by block)."""
-        key = (h, w, decomposed, self.decay.device, self.decay._version, self.angle._version)
+    def fast_tables(self, h: int, w: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """Cached ``(phase, bias_h, bias_w)``: the rotary phases and the per-axis biases (the
+        fast kernels build full-attention bias rows from the latter as they go)."""
+        key = (h, w, self.decay.device, self.decay._version, self.angle._version)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         angles = self._phase_angles(h, w)[:, ::2].reshape(h, w, 1, -1)
         phase = torch.polar(torch.ones_like(angles), angles)
-        full = not decomposed and full_bias_fits(self.decay.numel(), h * w)
-        tables = (phase, self.axis_bias(h), self.axis_bias(w),
-                  self.grid_bias(h, w) if full else None)
+        tables = (phase, self.axis_bias(h), self.axis_bias(w))
         self._cache[key] = tables
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -288,7 +285,7 @@ class MaSA(nn.Module):
         bias = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
         q, k, v = F.linear(x, weight, bias).split(c, dim=-1)
         lepe = self.lepe(v)
-        phase, bias_h, bias_w, bias = relpos.fast_tables(h, w, self.decomposed)
+        phase, bias_h, bias_w = relpos.fast_tables(h, w)
         q, k = rotary_complex(self._heads(q), phase), rotary_complex(self._heads(k), phase)
         v = self._heads(v)
         bias_h, bias_w = bias_h.to(q.dtype), bias_w.to(q.dtype)
@@ -296,7 +293,7 @@ class MaSA(nn.Module):
             kernel = masa_decomposed_sdpa if impl == 'sdpa' else masa_decomposed_blocked
             out = kernel(q, k, v, bias_h, bias_w, self.scaling)
         elif impl == 'sdpa':
-            out = masa_full_sdpa(q, k, v, relpos.decay, self.scaling, bias)
+            out = masa_full_sdpa(q, k, v, relpos.decay, self.scaling)
         else:
             out = masa_full_blocked(q, k, v, bias_h, bias_w, self.scaling)
         return out, lepe
