@@ -12,7 +12,7 @@ Three implementations compute the same function:
 
 Tensors use the map-shaped, head-split layout ``(B, H, W, heads, head_dims)``.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -136,7 +136,7 @@ def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, scale: float)
         out = _full_block(q, k, v, decay, rows, cols, 0, scale)
     else:
         step = max(1, FULL_BIAS_BLOCK_ELEMS // (n * length))
-        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+        grad = _requires_grad(q, k, v)
         blocks = []
         for start in range(0, length, step):
             args = (q[:, :, start:start + step], k, v, decay, rows, cols, start, scale)
@@ -149,18 +149,42 @@ def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, scale: float)
 # ----------------------------------------------------------------------------- blocked
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
-    """``softmax(scale * q k^T + bias) v`` with the bias added in place (one temporary less)."""
-    attn = (q * scale) @ k.transpose(-1, -2)
-    attn += bias
-    return attn.softmax(dim=-1) @ v
+def _softmax_into(x: Tensor, out: Tensor) -> Tensor:
+    return torch.ops.aten._softmax.out(x, -1, False, out=out)
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float,
+            workspace: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    """``softmax(scale * q k^T + bias) v``. With a ``workspace`` (no-grad only) the logits and
+    probabilities go into its two preallocated buffers: on CPU, fresh block-sized temporaries
+    fragment the heap and grow the resident memory block after block."""
+    if workspace is None:
+        attn = (q * scale) @ k.transpose(-1, -2)
+        attn += bias
+        return attn.softmax(dim=-1) @ v
+    logits, probs = (buf[:, :q.shape[1]] for buf in workspace)
+    torch.matmul(q * scale, k.transpose(-1, -2), out=logits)
+    logits += bias
+    return _softmax_into(logits, probs) @ v
+
+
+def _workspace(q: Tensor, step: int, length: int, grad: bool) -> Optional[Tuple[Tensor, Tensor]]:
+    if grad:
+        return None
+    shape = (q.shape[0], min(step, q.shape[1]), *q.shape[2:4], length)
+    return q.new_empty(shape), q.new_empty(shape)
+
+
+def _requires_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _attend_axis_blocked(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
     """Attention along the second-to-last axis of ``(B, M, heads, N, d)``, in blocks over M."""
     n, length = q.shape[2], q.shape[3]
     step = max(1, BLOCK_ELEMS // (q.shape[0] * n * length * length))
-    outs = [_attend(q[:, i:i + step], k[:, i:i + step], v[:, i:i + step], bias, scale)
+    workspace = _workspace(q, step, length, _requires_grad(q, k, v))
+    outs = [_attend(q[:, i:i + step], k[:, i:i + step], v[:, i:i + step], bias, scale, workspace)
             for i in range(0, q.shape[1], step)]
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
@@ -176,16 +200,24 @@ def masa_decomposed_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bia
 
 
 def _full_rows_block(q: Tensor, k_t: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor,
-                     row0: int, scale: float) -> Tensor:
-    """Queries of image rows ``row0:row0 + q.shape[2] // W`` against all keys, for one image.
+                     row0: int, scale: float,
+                     workspace: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    """Queries of image rows ``row0:row0 + q.shape[1] // W`` against all keys, for one image.
 
-    The bias block ``decay * (|dy| + |dx|)`` is one broadcast add of the per-axis biases.
+    The bias block ``decay * (|dy| + |dx|)`` is one broadcast add of the per-axis biases; with
+    a ``workspace`` (no-grad only) bias, logits and probabilities reuse its two buffers.
     """
     n, block, _ = q.shape
     h, w = bias_h.shape[1], bias_w.shape[1]
     rows = block // w
-    bias = (bias_h[:, row0:row0 + rows, None, :, None] + bias_w[:, None, :, None, :])
-    return torch.baddbmm(bias.reshape(n, block, h * w), q, k_t, alpha=scale).softmax(-1) @ v
+    bias_rows = bias_h[:, row0:row0 + rows, None, :, None]
+    if workspace is None:
+        bias = (bias_rows + bias_w[:, None, :, None, :]).reshape(n, block, h * w)
+        return torch.baddbmm(bias, q, k_t, alpha=scale).softmax(-1) @ v
+    bias, logits = (buf[:, :block] for buf in workspace)
+    torch.add(bias_rows, bias_w[:, None, :, None, :], out=bias.view(n, rows, w, h, w))
+    torch.baddbmm(bias, q, k_t, alpha=scale, out=logits)
+    return _softmax_into(logits, bias) @ v
 
 
 def masa_full_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor,
@@ -196,7 +228,8 @@ def masa_full_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: T
     length = h * w
     q, k, v = (t.reshape(b, length, n, d).transpose(1, 2) for t in (q, k, v))
     rows = max(1, min(h, BLOCK_ELEMS // (n * length * w)))
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    grad = _requires_grad(q, k, v)
+    workspace = None if grad else tuple(q.new_empty(n, rows * w, length) for _ in range(2))
     images = []
     for i in range(b):
         k_t = k[i].transpose(-1, -2)
@@ -204,6 +237,6 @@ def masa_full_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: T
         for row0 in range(0, h, rows):
             args = (q[i, :, row0 * w:(row0 + rows) * w], k_t, v[i], bias_h, bias_w, row0, scale)
             blocks.append(cp.checkpoint(_full_rows_block, *args, use_reentrant=False)
-                          if grad else _full_rows_block(*args))
+                          if grad else _full_rows_block(*args, workspace))
         images.append(torch.cat(blocks, dim=1))
     return torch.stack(images).transpose(1, 2).reshape(b, h, w, n, d)
