@@ -11,6 +11,7 @@ import json
 import os
 import os.path as osp
 import sys
+from typing import Optional
 
 import torch
 from mmengine.registry import MODELS
@@ -41,7 +42,7 @@ def test_metrics(work_dir: str) -> dict:
         return json.load(f)
 
 
-def compare(untrained_dir: str, trained_dir: str, overlays: str = None) -> None:
+def compare(untrained_dir: str, trained_dir: str, overlays: Optional[str] = None) -> None:
     before, after = test_metrics(untrained_dir), test_metrics(trained_dir)
     for key in ('mIoU', 'mAcc', 'aAcc'):
         print(f'{key:>5}: untrained {before[key]:6.2f}  ->  trained {after[key]:6.2f}')
