@@ -2,27 +2,36 @@
 
 Importing :mod:`rmt_mm` (directly, via ``custom_imports`` or through ``tools/``) calls
 :func:`register_all_modules`, so configs can use ``type='RMT'`` (or ``'ResT'``, ``'ResTV2'``) under both the ``mmdet`` and
-``mmseg`` scopes without further imports.
+``mmseg`` scopes without further imports. Segmentation configs can also use the
+``CheckSegLabels`` transform (mmseg scope only).
 """
 import importlib
 from typing import List
 
+from .datasets import CheckSegLabels
 from .models import RMT, ResT, ResTV2
 
 BACKBONES = (RMT, ResT, ResTV2)
 SCOPES = ('mmdet', 'mmseg')
+TRANSFORMS = dict(mmseg=(CheckSegLabels, ))
+
+
+def _register(registry, classes) -> None:
+    for cls in classes:
+        if registry.module_dict.get(cls.__name__) is not cls:
+            registry.register_module(module=cls, force=True)
 
 
 def register_all_modules() -> List[str]:
-    """Add the backbones to each available scope's ``MODELS``; return the scopes served."""
+    """Add the backbones to each available scope's ``MODELS`` (and our transforms to its
+    ``TRANSFORMS``); return the scopes served."""
     served = []
     for scope in SCOPES:
         try:
-            registry = importlib.import_module(f'{scope}.registry').MODELS
+            registries = importlib.import_module(f'{scope}.registry')
         except ImportError:
             continue
-        for cls in BACKBONES:
-            if registry.module_dict.get(cls.__name__) is not cls:
-                registry.register_module(module=cls, force=True)
+        _register(registries.MODELS, BACKBONES)
+        _register(registries.TRANSFORMS, TRANSFORMS.get(scope, ()))
         served.append(scope)
     return served

@@ -1,0 +1,85 @@
+"""Every ADE20K config follows upstream's recipe, builds, and its model trains and predicts."""
+import pytest
+import torch
+
+from rmt_mm.launch import load_config
+
+from seg_utils import DEMO_CONFIG, REPO, SEG_CONFIGS, seg_batch
+
+# Upstream (reference §4.2): arch, drop_path_rate, stage-3 channels (UperNet aux head input).
+ARCHS = dict(t=('tiny', 0.1, 256), s=('small', 0.15, 256), b=('base', 0.4, 320),
+             l=('large', 0.5, 448))
+EMBED = dict(t=[64, 128, 256, 512], s=[64, 128, 256, 512], b=[80, 160, 320, 512],
+             l=[112, 224, 448, 640])
+
+
+def test_all_sizes_have_configs():
+    assert SEG_CONFIGS == sorted(
+        [f'fpn_rmt_{s}_ade20k-512x512-80k.py' for s in 'tsbl']
+        + [f'upernet_rmt_{s}_ade20k-512x512-160k.py' for s in 'sbl'])
+
+
+@pytest.mark.parametrize('name', SEG_CONFIGS)
+def test_recipe_matches_upstream(name):
+    cfg, scope = load_config(str(REPO / 'configs' / name))
+    size = name.split('_')[2]
+    arch, dpr, c3 = ARCHS[size]
+    model = cfg.model
+    assert scope == 'mmseg'
+    assert (model.backbone.type, model.backbone.arch, model.backbone.drop_path_rate) == \
+        ('RMT', arch, dpr)
+    assert model.backbone.norm_cfg.type == 'SyncBN' and model.backbone.norm_eval is False
+    assert model.backbone.init_cfg.checkpoint == f'checkpoints/rmt_{size}_in1k.pth'
+    assert model.decode_head.norm_cfg.type == 'SyncBN'
+    assert model.decode_head.num_classes == 150 and model.decode_head.dropout_ratio == 0.1
+    assert model.data_preprocessor.size == (512, 512) and model.test_cfg.mode == 'whole'
+    assert cfg.train_dataloader.batch_size == 2 and cfg.auto_scale_lr.base_batch_size == 16
+    assert cfg.train_dataloader.dataset.type == 'ADE20KDataset'
+    train_types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+    assert train_types[:3] == ['LoadImageFromFile', 'LoadAnnotations', 'CheckSegLabels']
+    crop = next(t for t in cfg.train_dataloader.dataset.pipeline if t['type'] == 'RandomCrop')
+    assert crop['crop_size'] == (512, 512) and crop['cat_max_ratio'] == 0.75
+    optim = cfg.optim_wrapper
+    if name.startswith('upernet'):
+        assert model.decode_head.in_channels == EMBED[size] and model.decode_head.channels == 512
+        assert (model.auxiliary_head.in_channels, model.auxiliary_head.channels) == (c3, 256)
+        assert model.auxiliary_head.loss_decode.loss_weight == 0.4
+        assert optim.type == 'AmpOptimWrapper' and optim.loss_scale == 512.0
+        assert (optim.optimizer.type, optim.optimizer.lr, optim.optimizer.weight_decay) == \
+            ('AdamW', 6e-5, 0.01)
+        assert optim.paramwise_cfg.custom_keys == dict(norm=dict(decay_mult=0.0))
+        warmup, poly = cfg.param_scheduler
+        assert (warmup.type, warmup.end, warmup.start_factor) == ('LinearLR', 1500, 1e-6)
+        assert (poly.type, poly.power, poly.eta_min, poly.end) == ('PolyLR', 1.0, 0.0, 160000)
+        assert (cfg.train_cfg.max_iters, cfg.train_cfg.val_interval) == (160000, 8000)
+    else:
+        assert model.neck.in_channels == EMBED[size] and model.neck.out_channels == 256
+        assert model.decode_head.channels == 128
+        assert 'auxiliary_head' not in model or model.auxiliary_head is None
+        assert optim.type == 'OptimWrapper' and 'paramwise_cfg' not in optim
+        assert (optim.optimizer.type, optim.optimizer.lr, optim.optimizer.weight_decay) == \
+            ('AdamW', 1e-4, 1e-4)
+        (poly, ) = cfg.param_scheduler
+        assert (poly.type, poly.power, poly.eta_min, poly.end) == ('PolyLR', 0.9, 1e-6, 80000)
+        assert (cfg.train_cfg.max_iters, cfg.train_cfg.val_interval) == (80000, 4000)
+    assert cfg.tta_model.type == 'SegTTAModel'
+    assert cfg.tta_pipeline[1].type == 'TestTimeAug'
+
+
+@pytest.mark.parametrize('name', SEG_CONFIGS + ['demo/' + DEMO_CONFIG.name])
+def test_model_builds_and_runs(name):
+    from mmseg.registry import MODELS
+    cfg, _ = load_config(str(REPO / 'configs' / name))
+    model = MODELS.build(cfg.model)  # no init_weights: the ImageNet checkpoints are not here
+    num_classes = model.decode_head.num_classes
+    inputs, samples = seg_batch(num_classes, (64, 96))
+    model.train()
+    losses = model.loss(inputs, samples)
+    assert all(torch.isfinite(v).all() for k, v in losses.items() if 'loss' in k)
+    expected = {'decode.loss_ce'} | ({'aux.loss_ce'} if model.with_auxiliary_head else set())
+    assert expected <= set(losses)
+    model.eval()
+    with torch.no_grad():
+        preds = model.predict(inputs, samples)
+    assert [p.pred_sem_seg.data.shape for p in preds] == [(1, 64, 96)] * 2
+    assert int(preds[0].pred_sem_seg.data.max()) < num_classes
