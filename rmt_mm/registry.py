@@ -1,8 +1,8 @@
 """Register the backbones with whichever OpenMMLab codebases are installed.
 
 Importing :mod:`rmt_mm` (directly, via ``custom_imports`` or through ``tools/``) calls
-:func:`register_all_modules`, so configs can use ``type='RMT'`` (or ``'ResT'``, ``'ResTV2'``) under both the ``mmdet`` and
-``mmseg`` scopes without further imports. Segmentation configs can also use the
+:func:`register_all_modules`, so configs can use ``type='RMT'`` (or ``'ResT'``, ``'ResTV2'``)
+under both the ``mmdet`` and ``mmseg`` scopes without further imports. Segmentation configs can also use the
 ``CheckSegLabels`` transform (mmseg scope only).
 """
 import importlib

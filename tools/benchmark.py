@@ -59,7 +59,8 @@ def peak_rss_case(args: argparse.Namespace, arch: str, impl: str, mode: str) -> 
 
 def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dict:
     cmd = [sys.executable, __file__, '--child', json.dumps(dict(arch=arch, impl=impl, mode=mode)),
-           '--size', *map(str, args.size), '--batch', str(args.batch), '--dtype', args.dtype]
+           '--size', *map(str, args.size), '--batch', str(args.batch), '--dtype', args.dtype,
+           '--threads', str(torch.get_num_threads())]
     if args.with_cp:
         cmd.append('--with-cp')
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -108,6 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=['infer', 'train'], help='train = forward + backward')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--with-cp', action='store_true', help='gradient checkpointing')
+    parser.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=3, help='0: memory only')
     parser.add_argument('--fast', default='blocked', choices=['blocked', 'sdpa'],
@@ -119,6 +121,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         case = json.loads(args.child)
         print(json.dumps(peak_rss_case(args, case['arch'], case['impl'], case['mode'])))
