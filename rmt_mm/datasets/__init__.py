@@ -1,0 +1,3 @@
+from .shapes import CATEGORIES, make_shapes_coco, make_split
+
+__all__ = ['CATEGORIES', 'make_shapes_coco', 'make_split']
