@@ -113,7 +113,7 @@ def _paint_crowd(rng: np.random.Generator, img: np.ndarray,
 
 
 def make_split(out_dir: str, split: str, num_images: int, seed: int,
-               size_range: Tuple[int, int] = (192, 320), max_objects: int = 4,
+               size_range: Tuple[int, int] = (160, 256), max_objects: int = 4,
                empty_prob: float = 0.1, crowd_prob: float = 0.1) -> str:
     """Write ``out_dir/{split}/*.png`` and ``out_dir/annotations/{split}.json``; return the
     annotation path. The same arguments always give byte-identical files."""
