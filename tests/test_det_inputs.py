@@ -3,7 +3,6 @@ mmdet 2.x Mask R-CNN checkpoint loads into a 3.x Mask R-CNN with the backbone ex
 import importlib.util
 import json
 
-import pytest
 import torch
 from det_utils import DEMO_CONFIG, REPO, TINY_ARCH, data_options
 from mmengine.runner import Runner, load_checkpoint

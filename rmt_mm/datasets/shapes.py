@@ -68,7 +68,8 @@ def render_image(rng: np.random.Generator, size: Tuple[int, int], max_objects: i
         for _ in range(_MAX_TRIES):
             category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
             radius = rng.uniform(10, min(h, w) / 4)
-            cx, cy = rng.uniform(radius + 1, w - radius - 1), rng.uniform(radius + 1, h - radius - 1)
+            cx = rng.uniform(radius + 1, w - radius - 1)
+            cy = rng.uniform(radius + 1, h - radius - 1)
             pts = _polygon(category, cx, cy, radius, rng.uniform(0, 2 * math.pi))
             box = _bbox(pts)
             if not _overlaps(box, boxes):
