@@ -5,7 +5,7 @@ import json
 
 import torch
 from det_utils import DEMO_CONFIG, REPO, TINY_ARCH, data_options
-from mmengine.runner import Runner, load_checkpoint
+from mmengine.runner import Runner
 
 from rmt_mm.datasets import make_split
 from rmt_mm.launch import load_config
@@ -67,19 +67,19 @@ def test_images_without_objects_train(tmp_path):
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
 
 
-def test_upstream_mmdet2_checkpoint_loads_with_load_from(rmt_fixtures, rmt_manifest):
-    """load_from (mmengine's load_checkpoint, non-strict) on the upstream file: every backbone
-    tensor arrives bit-exact and the backbone reproduces the upstream features."""
-    from mmdet.registry import MODELS
+def test_upstream_mmdet2_checkpoint_loads_with_load_from(rmt_fixtures, rmt_manifest, tmp_path):
+    """``load_from`` the upstream file into the RMT-T Mask R-CNN config with the fixture's tiny
+    arch: every backbone tensor arrives bit-exact and the upstream features are reproduced."""
     path = rmt_fixtures / 'tiny_c1110_upstream_mmdet2_maskrcnn.pth'
     arch = rmt_manifest['tiny_c1110/config']
     assert arch == TINY_ARCH
-    cfg, _ = load_config(str(REPO / 'configs' / 'maskrcnn_rmt_t_coco.py'))
+    cfg, _ = load_config(str(REPO / 'configs' / 'maskrcnn_rmt_t_coco.py'), work_dir=str(tmp_path))
     cfg.model.backbone.update(arch=arch, init_cfg=None, norm_cfg=dict(type='BN'))
     cfg.model.neck.in_channels = arch['embed_dims']
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    load_checkpoint(model, str(path), map_location='cpu', strict=False)
+    cfg.load_from = str(path)
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    model = runner.model
 
     upstream = torch.load(path, weights_only=False)['state_dict']
     ours = model.state_dict()
