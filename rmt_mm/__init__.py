@@ -1,6 +1,7 @@
 """RMT and ResT backbones for MMDetection 3.x and MMSegmentation 1.x."""
 from . import serialization
 from .models import RMT, RMT_ARCHS
+from .hooks import RNGStateHook
 from .registry import register_all_modules
 
 __version__ = '0.1.0'
@@ -8,4 +9,4 @@ __version__ = '0.1.0'
 serialization.install()
 register_all_modules()
 
-__all__ = ['RMT', 'RMT_ARCHS', 'register_all_modules', '__version__']
+__all__ = ['RMT', 'RMT_ARCHS', 'RNGStateHook', 'register_all_modules', '__version__']

@@ -4,11 +4,15 @@ fail-fast checks of the paths a run needs.
 A config's ``default_scope`` (``mmdet`` or ``mmseg``, set by the ``mmdet::``/``mmseg::`` bases)
 picks the codebase, so one pair of tools serves detection and segmentation.
 """
+import datetime
 import importlib
 import os.path as osp
 from typing import Iterator, Optional, Sequence, Tuple
 
+import torch
+import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 
@@ -79,3 +83,29 @@ def check_paths(cfg: Config, splits: Sequence[str]) -> None:
                 problems.append(f'{split}_dataloader.dataset.{key}: not found: {path}')
     if problems:
         raise ConfigError('; '.join(problems))
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Make ``--launcher pytorch`` work on machines without CUDA.
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and wraps the model in DDP with
+    ``device_ids=[LOCAL_RANK]``, both of which fail without CUDA. Here the process group is
+    started with gloo (NCCL cannot run on CPU) before the runner is built, which then skips its
+    own initialisation, and DDP is configured without device ids.
+    """
+    if cfg.get('launcher') != 'pytorch' or torch.cuda.is_available() \
+            or torch_dist.is_initialized():
+        return
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg') or {})
+    if dist_cfg.pop('backend', 'gloo') != 'gloo':
+        print_log('no CUDA device: using the gloo backend instead of env_cfg.dist_cfg.backend',
+                  logger='current')
+    if 'timeout' in dist_cfg:
+        dist_cfg['timeout'] = datetime.timedelta(seconds=dist_cfg['timeout'])
+    torch_dist.init_process_group(backend='gloo', **dist_cfg)
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))

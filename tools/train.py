@@ -13,7 +13,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import rmt_mm  # noqa: F401  (safe checkpoint loading + backbone registration)
-from rmt_mm.launch import ConfigError, check_paths, load_config
+from rmt_mm.launch import ConfigError, check_paths, load_config, setup_cpu_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
     return 0
