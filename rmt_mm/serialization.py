@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import zipfile
 from typing import Any, List
 
 import numpy as np
