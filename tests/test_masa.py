@@ -55,6 +55,58 @@ def test_forward_and_gradients_match_reference(impl, hw, block_mode, record_pari
 
 
 @pytest.mark.parametrize('impl', ['sdpa', 'blocked'])
+@pytest.mark.parametrize('hw', [(64, 64), (45, 61)])
+def test_inference_matches_reference(impl, hw, block_mode):
+    """No-grad calls take other code paths (preallocated buffers, in-place FFN)."""
+    ref, fast = pair(impl)
+    x = torch.randn(2, 3, *hw)
+    with torch.no_grad():
+        for a, b in zip(fast.eval()(x), ref.eval()(x)):
+            assert rel_err(a, b) <= 1e-5
+
+
+@pytest.mark.parametrize('decomposed', [True, False], ids=['axial', 'full'])
+def test_blocked_backward_passes_gradcheck(decomposed, block_mode):
+    """The hand-written backward of the blocked kernels against finite differences (float64;
+    maps of 3x5 and 4x6 tokens with several blocks)."""
+    torch.manual_seed(0)
+    heads, d = 2, 4
+    decay = torch.log(1 - 2**(-2 - torch.arange(heads, dtype=torch.float64) / heads))
+    for h, w in ((3, 5), (4, 6)):
+        dist = torch.arange(8, dtype=torch.float64)
+        bias_h, bias_w = ((dist[:n, None] - dist[:n]).abs() * decay[:, None, None]
+                          for n in (h, w))
+        q, k, v = (torch.randn(2, h, w, heads, d, dtype=torch.float64, requires_grad=True)
+                   for _ in range(3))
+        kernel = masa.masa_decomposed_blocked if decomposed else masa.masa_full_blocked
+        assert torch.autograd.gradcheck(lambda *t: kernel(*t, bias_h, bias_w), (q, k, v))
+
+
+@pytest.mark.parametrize('block_elems', [3402, 1134, 567, 5])
+def test_full_attention_block_splits(monkeypatch, block_elems):
+    """Blocks of several rows of all heads, of one row of some heads (3 heads in groups of 2)
+    and of one row of one head, with a partial last block: forward and gradients exact."""
+    monkeypatch.setattr(masa, 'BLOCK_ELEMS', block_elems)
+    torch.manual_seed(0)
+    h, w, heads, d = 7, 9, 3, 4
+    decay = torch.log(1 - 2**(-2 - torch.arange(heads, dtype=torch.float64) / heads))
+    dist = torch.arange(10, dtype=torch.float64)
+    bias_h, bias_w = ((dist[:n, None] - dist[:n]).abs() * decay[:, None, None] for n in (h, w))
+    grid = (bias_h[:, :, None, :, None] + bias_w[:, None, :, None, :]).reshape(heads, h * w, -1)
+    q, k, v = (torch.randn(2, h, w, heads, d, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    grad_out = torch.randn(2, h, w, heads, d, dtype=torch.float64)
+    ref = masa.masa_full(q, k, v, grid)
+    out = masa.masa_full_blocked(q, k, v, bias_h, bias_w)
+    with torch.no_grad():
+        assert torch.allclose(masa.masa_full_blocked(q, k, v, bias_h, bias_w), ref)
+    assert torch.allclose(out, ref)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v), grad_out),
+                    torch.autograd.grad(ref, (q, k, v), grad_out)):
+        assert torch.allclose(a, b)
+
+
+@pytest.mark.parametrize('impl', ['sdpa', 'blocked'])
 def test_full_attention_keeps_no_square_tensor(monkeypatch, impl):
     """Under autograd the fast kernels save only O(L) tensors for backward."""
     monkeypatch.setattr(masa, 'FULL_BIAS_BLOCK_ELEMS', 4 * 64 * 8)
@@ -69,9 +121,9 @@ def test_full_attention_keeps_no_square_tensor(monkeypatch, impl):
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t,
                                                   lambda t: t):
         if impl == 'sdpa':
-            out = masa.masa_full_sdpa(q, k, v, decay, d**-0.5)
+            out = masa.masa_full_sdpa(q, k, v, decay)
         else:
-            out = masa.masa_full_blocked(q, k, v, bias_h, bias_w, d**-0.5)
+            out = masa.masa_full_blocked(q, k, v, bias_h, bias_w)
     assert saved and all(shape.numel() < length * length for shape in saved)
     out.sum().backward()
     assert torch.isfinite(q.grad).all()

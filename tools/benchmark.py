@@ -2,10 +2,13 @@
 """Time and memory of the RMT backbone: reference MaSA vs the fast path, in one process.
 
 Times are medians of ``--repeats`` runs after ``--warmup`` runs, the implementations
-interleaved so that machine load affects both alike. Peak memory comes from the CUDA allocator
-on GPU; on CPU each case runs again in a fresh subprocess and reports its peak RSS (and the
-rise over the RSS after building the model), since an allocator high-water mark is not
-observable in-process there.
+interleaved so that machine load affects both alike. Wall and process CPU time are both
+reported: with ``--threads 1`` on a shared machine, CPU time is the steadier measure (time
+spent waiting for a core is not counted). Peak memory comes from the CUDA allocator
+on GPU. On CPU, where no allocator high-water mark is observable in-process, each case runs
+again in a fresh subprocess and reports its peak RSS, and that peak minus the RSS before the
+model was built: the weights, input and activations without the ~390 MiB of loaded libraries,
+i.e. what the CUDA allocator would count.
 
     python tools/benchmark.py --arch t s --size 800 1344 --mode infer train --out bench.md
 """
@@ -15,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -40,21 +43,22 @@ def step(model: RMT, x: torch.Tensor, mode: str) -> None:
         torch.cuda.synchronize()
 
 
-def rss_high_water_mb() -> float:
-    """VmHWM of this process (unlike ru_maxrss, not inherited from the parent at fork)."""
+def rss_mb(field: str) -> float:
+    """``VmRSS`` or ``VmHWM`` (the high-water mark; unlike ru_maxrss, not inherited from the
+    parent at fork) of this process, in MiB."""
     with open('/proc/self/status') as f:
-        line = next(ln for ln in f if ln.startswith('VmHWM:'))
+        line = next(ln for ln in f if ln.startswith(field + ':'))
     return int(line.split()[1]) / 1024
 
 
 def peak_rss_case(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dict:
-    """Run one case in this (fresh) process and report RSS high-water marks in MiB."""
+    """Run one case in this (fresh) process: peak RSS, and the peak above the libraries."""
+    libraries = rss_mb('VmRSS')
     model = build(arch, impl, 'cpu', getattr(torch, args.dtype), args.with_cp)
     x = torch.randn(args.batch, 3, *args.size, dtype=getattr(torch, args.dtype))
-    base = rss_high_water_mb()
     step(model, x, mode)
-    peak = rss_high_water_mb()
-    return dict(peak_mb=peak, rise_mb=peak - base)
+    peak = rss_mb('VmHWM')
+    return dict(peak_mb=peak, rise_mb=peak - libraries)
 
 
 def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dict:
@@ -72,7 +76,8 @@ def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
     impls = ('reference', args.fast)
     models = {impl: build(arch, impl, args.device, dtype, args.with_cp) for impl in impls}
     x = torch.randn(args.batch, 3, *args.size, device=args.device, dtype=dtype)
-    times: Dict[str, List[float]] = {impl: [float('nan')] for impl in impls}
+    nan = [(float('nan'), float('nan'))]
+    times: Dict[str, List[Tuple[float, float]]] = {impl: nan for impl in impls}
     if args.repeats:
         for _ in range(args.warmup):
             for impl in impls:
@@ -80,12 +85,13 @@ def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
         times = {impl: [] for impl in impls}
         for _ in range(args.repeats):
             for impl in impls:
-                start = time.perf_counter()
+                wall, cpu = time.perf_counter(), time.process_time()
                 step(models[impl], x, mode)
-                times[impl].append(time.perf_counter() - start)
+                times[impl].append((time.perf_counter() - wall, time.process_time() - cpu))
     results = {}
     for impl in impls:
-        result = dict(time_s=statistics.median(times[impl]))
+        result = dict(time_s=statistics.median(t[0] for t in times[impl]),
+                      cpu_s=statistics.median(t[1] for t in times[impl]))
         if args.device == 'cuda':
             del models
             models = {}
@@ -127,14 +133,14 @@ def main(argv=None) -> None:
         case = json.loads(args.child)
         print(json.dumps(peak_rss_case(args, case['arch'], case['impl'], case['mode'])))
         return
-    mem_col = 'peak GPU MiB' if args.device == 'cuda' else 'peak RSS MiB (rise)'
+    mem_col = 'peak GPU MiB' if args.device == 'cuda' else 'peak RSS MiB (above libraries)'
     lines = [
         f'{args.device}, {args.dtype}, batch {args.batch}, {args.size[0]}x{args.size[1]}'
         f'{", with_cp" if args.with_cp else ""}, torch {torch.__version__}, '
         f'{torch.get_num_threads()} threads; median of {args.repeats} after {args.warmup} warm-up',
         '',
-        f'| arch | mode | reference s | {args.fast} s | speed-up | reference {mem_col} | '
-        f'{args.fast} {mem_col} | memory ratio |',
+        f'| arch | mode | reference s (CPU s) | {args.fast} s (CPU s) | speed-up (CPU) | '
+        f'reference {mem_col} | {args.fast} {mem_col} | memory ratio |',
         '|---|---|---|---|---|---|---|---|',
     ]
     for arch in args.arch:
@@ -146,8 +152,10 @@ def main(argv=None) -> None:
             ratio = f'{ref["peak_mb"] / fast["peak_mb"]:.2f}x'
             if 'rise_mb' in ref:
                 ratio += f' ({max(ref["rise_mb"], 1) / max(fast["rise_mb"], 1):.2f}x)'
-            lines.append(f'| {arch} | {mode} | {ref["time_s"]:.3f} | {fast["time_s"]:.3f} | '
-                         f'{ref["time_s"] / fast["time_s"]:.2f}x | {mem[0]} | {mem[1]} | '
+            lines.append(f'| {arch} | {mode} | {ref["time_s"]:.2f} ({ref["cpu_s"]:.2f}) | '
+                         f'{fast["time_s"]:.2f} ({fast["cpu_s"]:.2f}) | '
+                         f'{ref["time_s"] / fast["time_s"]:.2f}x '
+                         f'({ref["cpu_s"] / fast["cpu_s"]:.2f}x) | {mem[0]} | {mem[1]} | '
                          f'{ratio} |')
             print(lines[-1], flush=True)
     table = '\n'.join(lines)

@@ -259,9 +259,11 @@ class MaSA(nn.Module):
         impl = resolve_impl(self.attn_impl, x)
         if impl == 'reference':
             out, lepe = self._reference(x, relpos)
-        else:
-            out, lepe = self._fast(x, relpos, impl)
-        return self.out_proj(out.reshape(b, h, w, c) + lepe)
+            return self.out_proj(out.reshape(b, h, w, c) + lepe)
+        out, lepe = self._fast(x, relpos, impl)
+        # Strided add into the (fresh) LePE map instead of copying ``out`` to (B, H, W, C).
+        lepe.unflatten(-1, (self.num_heads, self.head_dims)).add_(out)
+        return self.out_proj(lepe)
 
     def _reference(self, x: Tensor, relpos: RelPos2d) -> Tuple[Tensor, Tensor]:
         h, w = x.shape[1:3]
@@ -286,31 +288,43 @@ class MaSA(nn.Module):
         q, k, v = F.linear(x, weight, bias).split(c, dim=-1)
         lepe = self.lepe(v)
         phase, bias_h, bias_w = relpos.fast_tables(h, w)
-        q, k = rotary_complex(self._heads(q), phase), rotary_complex(self._heads(k), phase)
+        # The scaling rides on q's rotation (upstream scales k: equal up to rounding).
+        q = rotary_complex(self._heads(q), phase * self.scaling)
+        k = rotary_complex(self._heads(k), phase)
         v = self._heads(v)
         bias_h, bias_w = bias_h.to(q.dtype), bias_w.to(q.dtype)
         if self.decomposed:
             kernel = masa_decomposed_sdpa if impl == 'sdpa' else masa_decomposed_blocked
-            out = kernel(q, k, v, bias_h, bias_w, self.scaling)
+            out = kernel(q, k, v, bias_h, bias_w)
         elif impl == 'sdpa':
-            out = masa_full_sdpa(q, k, v, relpos.decay, self.scaling)
+            out = masa_full_sdpa(q, k, v, relpos.decay)
         else:
-            out = masa_full_blocked(q, k, v, bias_h, bias_w, self.scaling)
+            out = masa_full_blocked(q, k, v, bias_h, bias_w)
         return out, lepe
 
 
 class FFN(nn.Module):
-    """fc1 -> GELU -> (+ 3x3 depthwise conv residual) -> fc2."""
+    """fc1 -> GELU -> (+ 3x3 depthwise conv residual) -> fc2.
 
-    def __init__(self, embed_dims: int, hidden_dims: int) -> None:
+    With ``inplace_inference``, no-grad calls apply GELU and the residual add in place: the
+    hidden map (4x the block width) is the largest activation of the early stages, and this
+    keeps two copies of it alive instead of three. Same numbers, bit for bit.
+    """
+
+    def __init__(self, embed_dims: int, hidden_dims: int, inplace_inference: bool = False) -> None:
         super().__init__()
         self.fc1 = nn.Linear(embed_dims, hidden_dims)
         self.dwconv = DWConv2d(hidden_dims, 3)
         self.fc2 = nn.Linear(hidden_dims, embed_dims)
+        self.inplace_inference = inplace_inference
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.gelu(self.fc1(x))
-        return self.fc2(x + self.dwconv(x))
+        hidden = self.fc1(x)
+        if self.inplace_inference and not torch.is_grad_enabled():
+            torch.ops.aten.gelu_(hidden)
+            return self.fc2(self.dwconv(hidden).add_(hidden))
+        hidden = F.gelu(hidden)
+        return self.fc2(hidden + self.dwconv(hidden))
 
 
 class RMTBlock(nn.Module):
@@ -324,7 +338,9 @@ class RMTBlock(nn.Module):
         self.retention_layer_norm = nn.LayerNorm(embed_dims, eps=1e-6)
         self.retention = MaSA(embed_dims, num_heads, decomposed, attn_impl)
         self.final_layer_norm = nn.LayerNorm(embed_dims, eps=1e-6)
-        self.ffn = FFN(embed_dims, int(mlp_ratio * embed_dims))
+        # The reference path stays the upstream computation op by op (the benchmark baseline).
+        self.ffn = FFN(embed_dims, int(mlp_ratio * embed_dims),
+                       inplace_inference=attn_impl != 'reference')
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.layerscale = layerscale
         if layerscale:
@@ -383,7 +399,8 @@ class RMT(DenseBackbone):
         with_cp: Gradient checkpointing per block (saves memory, costs a second forward).
         attn_impl: MaSA kernel: ``'reference'`` (the upstream algorithm), ``'sdpa'`` (fused
             kernels), ``'blocked'`` (cache-sized blocks) or ``'auto'`` (the one measured faster
-            on the device). Both fast kernels keep full-attention memory linear in tokens.
+            on the device). Both fast kernels keep full-attention memory linear in tokens;
+            with them, inference also runs the FFN's GELU and residual in place.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` accepts upstream ImageNet,
             detection/segmentation or converted checkpoints directly.
     """
