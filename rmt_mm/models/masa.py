@@ -184,34 +184,42 @@ def _view(buf: Tensor, *shape: int) -> Tensor:
 
 
 class _AxisAttention(torch.autograd.Function):
-    """``softmax(q k^T + bias) v`` along the ``N`` axis of ``(B, M, heads, N, d)`` tensors, in
-    blocks over ``M``; ``q`` is pre-scaled, ``bias`` is ``(heads, N, N)`` and constant."""
+    """``softmax(q k^T + bias) v`` over the ``N`` axis of contiguous ``(G, heads, N, d)``
+    tensors (``G`` = image rows or columns of the batch), in blocks over ``G``; ``q`` is
+    pre-scaled, ``bias`` is ``(heads, N, N)`` and constant."""
 
     @staticmethod
-    def _steps(q: Tensor):
-        b, m, n, length = q.shape[:4]
-        step = max(1, min(m, BLOCK_ELEMS // (b * n * length * length)))
-        return step, (b, step, n, length, length), range(0, m, step)
+    def _blocks(q: Tensor) -> Iterator[Tuple[slice, Tuple[int, ...]]]:
+        g, n, length = q.shape[:3]
+        step = max(1, min(g, BLOCK_ELEMS // (n * length * length)))
+        for i in range(0, g, step):
+            count = min(step, g - i)
+            yield slice(i, i + count), (count * n, length, length)
 
     @staticmethod
-    def _block_views(q: Tensor, i: int, step: int, bufs: Tuple[Tensor, Tensor]):
-        b, m, n, length = q.shape[:4]
-        return tuple(_view(buf, b, min(step, m - i), n, length, length) for buf in bufs)
+    def _logits(q: Tensor, k: Tensor, bias: Tensor, shape: Tuple[int, ...], buf: Tensor,
+                shift: Optional[Tensor] = None) -> Tensor:
+        """``q k^T + bias (- shift)`` of one block into ``buf``, as ``(count * heads, N, N)``:
+        the bias is written first and the product accumulated onto it."""
+        logits = _view(buf, *shape)
+        target = logits.view(-1, *bias.shape)
+        if shift is None:
+            target.copy_(bias.expand_as(target))
+        else:
+            torch.sub(bias, shift, out=target)
+        return logits.baddbmm_(q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2))
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, grad: bool) -> Tensor:
-        step, shape, starts = _AxisAttention._steps(q)
-        bufs = _buffers(q, shape)
+        logits_buf, probs_buf = _buffers(q, (max(BLOCK_ELEMS, bias.numel()), ))
         out = q.new_empty(q.shape)
         lse = q.new_empty(*q.shape[:-1], 1) if grad else None
-        for i in starts:
-            blk = slice(i, i + step)
-            logits, probs = _AxisAttention._block_views(q, i, step, bufs)
-            torch.matmul(q[:, blk], k[:, blk].transpose(-1, -2), out=logits)
-            logits += bias
-            out[:, blk] = _softmax_into(logits, probs) @ v[:, blk]
+        for blk, shape in _AxisAttention._blocks(q):
+            logits = _AxisAttention._logits(q[blk], k[blk], bias, shape, logits_buf)
+            probs = _softmax_into(logits, _view(probs_buf, *shape))
+            torch.bmm(probs, v[blk].flatten(0, 1), out=out[blk].flatten(0, 1))
             if grad:
-                lse[:, blk] = _log_sum_exp(logits, probs)
+                lse[blk] = _log_sum_exp(logits, probs).view_as(lse[blk])
         if grad:
             ctx.save_for_backward(q, k, v, bias, out, lse)
         return out
@@ -219,35 +227,39 @@ class _AxisAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: Tensor):
         q, k, v, bias, out, lse = ctx.saved_tensors
-        delta = (dout * out).sum(-1, keepdim=True)
-        step, shape, starts = _AxisAttention._steps(q)
-        bufs = _buffers(q, shape)
+        dout = dout.contiguous()
+        neg_delta = -(dout * out).sum(-1, keepdim=True)
+        probs_buf, dlogits_buf = _buffers(q, (max(BLOCK_ELEMS, bias.numel()), ))
         dq, dk, dv = (t.new_empty(t.shape) for t in (q, k, v))
-        for i in starts:
-            blk = slice(i, i + step)
-            probs, dlogits = _AxisAttention._block_views(q, i, step, bufs)
-            torch.matmul(q[:, blk], k[:, blk].transpose(-1, -2), out=probs)
-            probs += bias
-            probs -= lse[:, blk]
-            probs.exp_()
-            dv[:, blk] = probs.transpose(-1, -2) @ dout[:, blk]
-            torch.matmul(dout[:, blk], v[:, blk].transpose(-1, -2), out=dlogits)
-            dlogits -= delta[:, blk]
+        for blk, shape in _AxisAttention._blocks(q):
+            q_blk, k_blk, dout_blk = (t[blk].flatten(0, 1) for t in (q, k, dout))
+            probs = _AxisAttention._logits(q[blk], k[blk], bias, shape, probs_buf,
+                                           shift=lse[blk]).exp_()
+            torch.bmm(probs.transpose(-1, -2), dout_blk, out=dv[blk].flatten(0, 1))
+            dlogits = torch.baddbmm(neg_delta[blk].flatten(0, 1), dout_blk,
+                                    v[blk].flatten(0, 1).transpose(-1, -2),
+                                    out=_view(dlogits_buf, *shape))
             dlogits *= probs
-            dq[:, blk] = dlogits @ k[:, blk]
-            dk[:, blk] = dlogits.transpose(-1, -2) @ q[:, blk]
+            torch.bmm(dlogits, k_blk, out=dq[blk].flatten(0, 1))
+            torch.bmm(dlogits.transpose(-1, -2), q_blk, out=dk[blk].flatten(0, 1))
         return dq, dk, dv, None, None
+
+
+def _axis(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, grad: bool) -> Tensor:
+    """:class:`_AxisAttention` over the second-to-last axis of ``(B, M, heads, N, d)`` maps."""
+    b, m = q.shape[:2]
+    q, k, v = (t.flatten(0, 1).contiguous() for t in (q, k, v))
+    return _AxisAttention.apply(q, k, v, bias, grad).unflatten(0, (b, m))
 
 
 def masa_decomposed_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor,
                             bias_w: Tensor) -> Tensor:
     """Axial attention (W then H) in blocks of rows / columns; ``q`` is pre-scaled."""
     grad = _requires_grad(q, k, v)
-    rows = (t.transpose(2, 3).contiguous() for t in (q, k, v))  # (B, H, heads, W, d)
-    out_w = _AxisAttention.apply(*rows, bias_w, grad)
-    cols = [t.permute(0, 2, 3, 1, 4).contiguous() for t in (q, k)]
-    cols.append(out_w.permute(0, 3, 2, 1, 4).contiguous())
-    out = _AxisAttention.apply(*cols, bias_h, grad)  # (B, W, heads, H, d)
+    out_w = _axis(q.transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3), bias_w,
+                  grad)  # (B, H, heads, W, d)
+    out = _axis(q.permute(0, 2, 3, 1, 4), k.permute(0, 2, 3, 1, 4),
+                out_w.permute(0, 3, 2, 1, 4), bias_h, grad)  # (B, W, heads, H, d)
     return out.permute(0, 3, 1, 2, 4)
 
 
