@@ -40,8 +40,8 @@ class ResTStageDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
       give the input embedding the lowest id);
     * k = 1..4: stage k's blocks and its patch embed, which is the first layer of that stage;
     * 5 (``TOP_LAYER_ID``): everything else, i.e. decode/auxiliary heads, neck and the
-      backbone's output norms. Those are not in the ImageNet checkpoints, and decay exists
-      to protect pre-trained layers, so new parameters train at the full rate.
+      backbone's output norms. Decay exists to protect pre-trained layers; these are new (but
+      for ResT v1's stage-4 ``norm``, the classifier's last layer), so they train at full rate.
 
     With ``decay_rate=0.9``: stem 0.59, stages 1-4 0.66 / 0.73 / 0.81 / 0.9, the rest 1.
     Weight decay follows the constructor upstream's configs name: none on 1-D parameters
