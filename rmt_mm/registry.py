@@ -3,12 +3,16 @@
 Importing :mod:`rmt_mm` (directly, via ``custom_imports`` or through ``tools/``) calls
 :func:`register_all_modules`, so configs can use ``type='RMT'`` (or ``'ResT'``, ``'ResTV2'``)
 under both the ``mmdet`` and ``mmseg`` scopes without further imports. Segmentation configs can also use the
-``CheckSegLabels`` transform (mmseg scope only).
+``CheckSegLabels`` transform (mmseg scope only). ``ResTStageDecayOptimizerConstructor`` goes
+into mmengine's root registry, which every scope falls back to.
 """
 import importlib
 from typing import List
 
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
 from .datasets import CheckSegLabels
+from .layer_decay import ResTStageDecayOptimizerConstructor
 from .models import RMT, ResT, ResTV2
 
 BACKBONES = (RMT, ResT, ResTV2)
@@ -24,7 +28,8 @@ def _register(registry, classes) -> None:
 
 def register_all_modules() -> List[str]:
     """Add the backbones to each available scope's ``MODELS`` (and our transforms to its
-    ``TRANSFORMS``); return the scopes served."""
+    ``TRANSFORMS``) and the optimizer constructor to mmengine's; return the scopes served."""
+    _register(OPTIM_WRAPPER_CONSTRUCTORS, (ResTStageDecayOptimizerConstructor, ))
     served = []
     for scope in SCOPES:
         try:

@@ -7,6 +7,9 @@ import torch
 
 import rmt_mm  # noqa: F401  (installs safe loading and registers the backbones)
 
+# Plain asserts in the shared helpers report their values too (must precede their import).
+pytest.register_assert_rewrite('det_utils', 'seg_utils')
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get('RMT_MM_FIXTURES', REPO.parent / 'shared' / 'fixtures'))
 

@@ -3,10 +3,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Set
 
 import numpy as np
 import torch
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs' / 'demo' / 'maskrcnn_rmt_t_shapes.py'
@@ -59,3 +60,75 @@ def fake_detection_batch(model, height: int, width: int):
     gen = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, height, width), generator=gen, dtype=torch.uint8)
     return model.data_preprocessor(dict(inputs=[image], data_samples=[sample]), training=True)
+
+
+def build_detector(cfg, arch: Optional[dict] = None):
+    """``cfg.model`` built and initialised for a CPU smoke test: no checkpoint, BN instead of
+    SyncBN (which needs a process group), optionally another backbone ``arch`` (the neck's
+    widths follow its ``out_indices``), and fewer proposals, sampled RoIs and detections (same
+    architecture, cheaper RoI heads)."""
+    from mmdet.registry import MODELS
+    backbone = cfg.model.backbone
+    backbone.init_cfg = None
+    backbone.norm_cfg = dict(type='BN', requires_grad=True)
+    if arch is not None:
+        backbone.arch = arch
+        cfg.model.neck.in_channels = [arch['embed_dims'][i] for i in backbone.out_indices]
+    train_cfg, test_cfg = cfg.model.train_cfg, cfg.model.test_cfg
+    if 'rpn' in test_cfg:
+        train_cfg.rpn_proposal.max_per_img = 64
+        for stage in train_cfg.rcnn if isinstance(train_cfg.rcnn, list) else [train_cfg.rcnn]:
+            stage.sampler.num = 32
+        test_cfg.rpn.max_per_img = 50
+        test_cfg.rcnn.max_per_img = 5
+    else:
+        test_cfg.max_per_img = 5
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
+def check_loss_and_predict(model, trained: nn.Module, with_masks: bool) -> None:
+    """One training step on a 64x96 image (finite loss, finite gradients in every parameter of
+    ``trained``), then a prediction of at most 5 boxes, with full-size masks iff
+    ``with_masks``."""
+    data = fake_detection_batch(model, 64, 96)
+    model.train()
+    loss, _ = model.parse_losses(model.loss(data['inputs'], data['data_samples']))
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in trained.parameters()]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()
+    with torch.no_grad():
+        result, = model.predict(data['inputs'], data['data_samples'])
+    pred = result.pred_instances
+    assert pred.bboxes.shape[1] == 4 and len(pred.bboxes) <= 5
+    assert ('masks' in pred) == with_masks
+    if with_masks:
+        assert tuple(pred.masks.shape[1:]) == (64, 96)
+
+
+def train_short_sides(cfg, root: str, samples: int = 12) -> Set[int]:
+    """Run ``cfg``'s training pipeline over a generated 3-image COCO set in ``root``, check
+    that every sample's boxes and masks fit its image, and return the short sides seen."""
+    from mmdet.registry import DATASETS
+
+    from rmt_mm.datasets import make_split
+    make_split(root, 'train', 3, seed=3, size_range=(200, 260), empty_prob=0.0)
+    dataset = cfg.train_dataloader.dataset
+    dataset.update(data_root=root, ann_file='annotations/train.json',
+                   data_prefix=dict(img='train/'),
+                   metainfo=dict(classes=('circle', 'square', 'triangle')))
+    dataset = DATASETS.build(dataset)
+    short_sides = set()
+    for i in range(samples):
+        out = dataset[i % len(dataset)]
+        h, w = out['inputs'].shape[1:]
+        short_sides.add(min(h, w))
+        inst = out['data_samples'].gt_instances
+        assert len(inst.masks) == len(inst.bboxes)
+        assert inst.masks.height == h and inst.masks.width == w
+        boxes = inst.bboxes.tensor
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+    return short_sides

@@ -3,10 +3,12 @@ from pathlib import Path
 from typing import List, Tuple
 
 import torch
+from config_families import family_configs
 from mmengine.structures import PixelData
 
 REPO = Path(__file__).resolve().parents[1]
-SEG_CONFIGS = sorted(p.name for p in (REPO / 'configs').glob('*_ade20k-*.py'))
+#: RMT's ADE20K configs (file names); ResT's are checked in test_rest_configs.py.
+SEG_CONFIGS = [f'{name}.py' for name in family_configs('rmt_seg')]
 DEMO_CONFIG = REPO / 'configs' / 'demo' / 'fpn_rmt_t_shapes-seg.py'
 
 
@@ -22,3 +24,20 @@ def seg_batch(num_classes: int, size: Tuple[int, int], n: int = 2) -> Tuple[torc
         sample.set_metainfo(dict(img_shape=size, pad_shape=size, ori_shape=size))
         samples.append(sample)
     return torch.randn(n, 3, h, w), samples
+
+
+def check_loss_and_predict(model) -> None:
+    """Finite decode (and auxiliary) losses on two 64x96 images, then full-size predictions
+    within the model's classes."""
+    num_classes = model.decode_head.num_classes
+    inputs, samples = seg_batch(num_classes, (64, 96))
+    model.train()
+    losses = model.loss(inputs, samples)
+    assert all(torch.isfinite(v).all() for k, v in losses.items() if 'loss' in k)
+    expected = {'decode.loss_ce'} | ({'aux.loss_ce'} if model.with_auxiliary_head else set())
+    assert expected <= set(losses)
+    model.eval()
+    with torch.no_grad():
+        preds = model.predict(inputs, samples)
+    assert [p.pred_sem_seg.data.shape for p in preds] == [(1, 64, 96)] * 2
+    assert int(preds[0].pred_sem_seg.data.max()) < num_classes

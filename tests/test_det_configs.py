@@ -1,14 +1,14 @@
-"""Every detection config follows upstream's recipe, builds, and its detector runs ``loss`` and
-``predict`` on a small image."""
+"""Every RMT detection config follows upstream's recipe, builds, and its detector runs ``loss``
+and ``predict`` on a small image; every config in configs/ is checked by one family."""
+import collections
+
 import pytest
 import torch
-from det_utils import REPO, TINY_ARCH, fake_detection_batch
+from config_families import CONFIG_DIR, FAMILIES, family_configs, load
+from det_utils import TINY_ARCH, build_detector, check_loss_and_predict, train_short_sides
 from mmengine.optim import build_optim_wrapper
 
-from rmt_mm.launch import load_config
-
-# Detection configs end in ``_coco``; the ``_ade20k-*`` ones are tested in test_seg_configs.py.
-CONFIGS = sorted(p.stem for p in (REPO / 'configs').glob('*_coco.py'))
+CONFIGS = family_configs('rmt_det')
 EMBED_DIMS = dict(tiny=[64, 128, 256, 512], small=[64, 128, 256, 512],
                   base=[80, 160, 320, 512], large=[112, 224, 448, 640])
 DROP_PATH = dict(tiny=0.1, small=0.15, base=0.4, large=0.5)
@@ -43,7 +43,7 @@ FULL_ARCH = {name for name, recipe in RECIPES.items() if recipe[1] in ('tiny', '
 
 
 def config(name: str):
-    return load_config(str(REPO / 'configs' / f'{name}.py'))[0]
+    return load(name)[0]
 
 
 def test_every_config_has_a_recipe():
@@ -51,9 +51,9 @@ def test_every_config_has_a_recipe():
 
 
 def test_every_config_is_tested_by_one_family():
-    untested = [p.name for p in (REPO / 'configs').glob('*.py')
-                if not p.stem.endswith('_coco') and '_ade20k-' not in p.stem]
-    assert not untested
+    counts = collections.Counter(name for family in FAMILIES for name in family_configs(family))
+    configs = sorted(p.stem for p in CONFIG_DIR.glob('*.py'))
+    assert configs and {name: counts[name] for name in configs if counts[name] != 1} == {}
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -104,49 +104,14 @@ def test_full_detector_has_upstream_parameter_count(name):
 
 
 def _build(name: str, full_arch: bool):
-    from mmdet.registry import MODELS
-    cfg = config(name)
-    backbone = cfg.model.backbone
-    backbone.init_cfg = None
-    backbone.norm_cfg = dict(type='BN', requires_grad=True)  # SyncBN needs a process group
-    if not full_arch:
-        backbone.arch = TINY_ARCH
-        cfg.model.neck.in_channels = TINY_ARCH['embed_dims']
-    # Fewer proposals, sampled RoIs and detections keep the RoI heads cheap (same architecture).
-    train_cfg, test_cfg = cfg.model.train_cfg, cfg.model.test_cfg
-    if 'rpn' in test_cfg:
-        train_cfg.rpn_proposal.max_per_img = 64
-        for stage in train_cfg.rcnn if isinstance(train_cfg.rcnn, list) else [train_cfg.rcnn]:
-            stage.sampler.num = 32
-        test_cfg.rpn.max_per_img = 50
-        test_cfg.rcnn.max_per_img = 5
-    else:
-        test_cfg.max_per_img = 5
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    return model
+    return build_detector(config(name), None if full_arch else TINY_ARCH)
 
 
 @pytest.mark.parametrize('name', CONFIGS)
 def test_loss_and_predict(name):
     torch.manual_seed(0)
     model = _build(name, name in FULL_ARCH)
-    data = fake_detection_batch(model, 64, 96)
-    model.train()
-    losses = model.loss(data['inputs'], data['data_samples'])
-    loss, _ = model.parse_losses(losses)
-    assert torch.isfinite(loss)
-    loss.backward()
-    backbone_grads = [p.grad for p in model.backbone.layers[-1].parameters()]
-    assert all(g is not None and torch.isfinite(g).all() for g in backbone_grads)
-    model.eval()
-    with torch.no_grad():
-        result, = model.predict(data['inputs'], data['data_samples'])
-    pred = result.pred_instances
-    assert pred.bboxes.shape[1] == 4 and len(pred.bboxes) <= 5
-    assert ('masks' in pred) == (RECIPES[name][0] != 'RetinaNet')
-    if 'masks' in pred:
-        assert tuple(pred.masks.shape[1:]) == (64, 96)
+    check_loss_and_predict(model, model.backbone.layers[-1], RECIPES[name][0] != 'RetinaNet')
 
 
 def test_no_weight_decay_on_norms_as_upstream():
@@ -173,24 +138,7 @@ def test_no_weight_decay_on_norms_as_upstream():
 
 def test_multiscale_pipeline_runs_on_real_images(tmp_path):
     """The 3x recipe's random resize/crop choice produces consistent boxes and masks."""
-    from mmdet.registry import DATASETS
-
-    from rmt_mm.datasets import make_split
-    make_split(str(tmp_path), 'train', 3, seed=3, size_range=(200, 260), empty_prob=0.0)
-    cfg = config('maskrcnn_rmt_s_ms-3x_coco')
-    dataset = cfg.train_dataloader.dataset
-    dataset.update(data_root=str(tmp_path), ann_file='annotations/train.json',
-                   data_prefix=dict(img='train/'), metainfo=dict(classes=('circle', 'square',
-                                                                          'triangle')))
-    dataset = DATASETS.build(dataset)
-    short_sides = set()
-    for i in range(12):
-        out = dataset[i % len(dataset)]
-        h, w = out['inputs'].shape[1:]
-        short_sides.add(min(h, w))
-        inst = out['data_samples'].gt_instances
-        assert len(inst.masks) == len(inst.bboxes)
-        assert inst.masks.height == h and inst.masks.width == w
+    short_sides = train_short_sides(config('maskrcnn_rmt_s_ms-3x_coco'), str(tmp_path))
     # Both branches end by resizing the short side to one of 480, 512, ..., 800 (+-1 rounding).
     assert all(min(abs(s - t) for t in range(480, 801, 32)) <= 1 for s in short_sides), \
         short_sides

@@ -6,6 +6,7 @@ import textwrap
 import pytest
 import torch
 
+from rmt_mm.layer_decay import ResTStageDecayOptimizerConstructor
 from rmt_mm.models import RMT, ResT, ResTV2
 
 
@@ -14,6 +15,14 @@ from rmt_mm.models import RMT, ResT, ResTV2
 def test_registered_in_both_codebases(scope, cls):
     registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
     assert registry.get(cls.__name__) is cls
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_optimizer_constructor_reachable_from_both_codebases(scope):
+    """Registered in mmengine's root registry, which the codebases' registries fall back to."""
+    registries = __import__(f'{scope}.registry', fromlist=['OPTIM_WRAPPER_CONSTRUCTORS'])
+    cls = ResTStageDecayOptimizerConstructor
+    assert registries.OPTIM_WRAPPER_CONSTRUCTORS.get(cls.__name__) is cls
 
 
 def test_build_from_config_dict():

@@ -1,10 +1,8 @@
-"""Every ADE20K config follows upstream's recipe, builds, and its model trains and predicts."""
+"""Every RMT ADE20K config follows upstream's recipe, builds, and its model trains and
+predicts."""
 import pytest
-import torch
-
-from rmt_mm.launch import load_config
-
-from seg_utils import DEMO_CONFIG, REPO, SEG_CONFIGS, seg_batch
+from config_families import load
+from seg_utils import DEMO_CONFIG, SEG_CONFIGS, check_loss_and_predict
 
 # Upstream (reference §4.2): arch, drop_path_rate, stage-3 channels (UperNet aux head input).
 ARCHS = dict(t=('tiny', 0.1, 256), s=('small', 0.15, 256), b=('base', 0.4, 320),
@@ -21,7 +19,7 @@ def test_all_sizes_have_configs():
 
 @pytest.mark.parametrize('name', SEG_CONFIGS)
 def test_recipe_matches_upstream(name):
-    cfg, scope = load_config(str(REPO / 'configs' / name))
+    cfg, scope = load(name[:-len('.py')])
     size = name.split('_')[2]
     arch, dpr, c3 = ARCHS[size]
     model = cfg.model
@@ -69,17 +67,5 @@ def test_recipe_matches_upstream(name):
 @pytest.mark.parametrize('name', SEG_CONFIGS + ['demo/' + DEMO_CONFIG.name])
 def test_model_builds_and_runs(name):
     from mmseg.registry import MODELS
-    cfg, _ = load_config(str(REPO / 'configs' / name))
-    model = MODELS.build(cfg.model)  # no init_weights: the ImageNet checkpoints are not here
-    num_classes = model.decode_head.num_classes
-    inputs, samples = seg_batch(num_classes, (64, 96))
-    model.train()
-    losses = model.loss(inputs, samples)
-    assert all(torch.isfinite(v).all() for k, v in losses.items() if 'loss' in k)
-    expected = {'decode.loss_ce'} | ({'aux.loss_ce'} if model.with_auxiliary_head else set())
-    assert expected <= set(losses)
-    model.eval()
-    with torch.no_grad():
-        preds = model.predict(inputs, samples)
-    assert [p.pred_sem_seg.data.shape for p in preds] == [(1, 64, 96)] * 2
-    assert int(preds[0].pred_sem_seg.data.max()) < num_classes
+    cfg, _ = load(name[:-len('.py')])
+    check_loss_and_predict(MODELS.build(cfg.model))  # no init_weights: no ImageNet checkpoints
