@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rmt_mm.models import RMT
-from rmt_mm.models import masa
+from rmt_mm.models import masa, rmt
 
 MINI = dict(embed_dims=[16, 32, 64, 96], depths=[1, 1, 2, 1], num_heads=[2, 2, 4, 4],
             init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[3, 3, 3, 3],
@@ -28,6 +28,7 @@ def block_mode(request, monkeypatch):
     if request.param == 'many blocks':
         monkeypatch.setattr(masa, 'FULL_BIAS_BLOCK_ELEMS', 300)
         monkeypatch.setattr(masa, 'BLOCK_ELEMS', 300)
+        monkeypatch.setattr(rmt, 'FFN_CHUNK_ELEMS', 1000)  # FFN row chunks of 1-3 rows
     return request.param
 
 

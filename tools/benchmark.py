@@ -74,6 +74,10 @@ def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dic
 def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
     dtype = getattr(torch, args.dtype)
     impls = ('reference', args.fast)
+    # CPU memory first: the children must not share the machine's RAM with this process's
+    # heap after it has run the reference (glibc keeps what it freed).
+    memory = {impl: cpu_memory(args, arch, impl, mode) for impl in impls
+              if args.device == 'cpu'}
     models = {impl: build(arch, impl, args.device, dtype, args.with_cp) for impl in impls}
     x = torch.randn(args.batch, 3, *args.size, device=args.device, dtype=dtype)
     nan = [(float('nan'), float('nan'))]
@@ -100,7 +104,7 @@ def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
             step(build(arch, impl, args.device, dtype, args.with_cp), x, mode)
             result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
         else:
-            result.update(cpu_memory(args, arch, impl, mode))
+            result.update(memory[impl])
         results['fast' if impl == args.fast else impl] = result
     return results
 

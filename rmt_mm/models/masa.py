@@ -55,9 +55,13 @@ def rotary_reference(x: Tensor, sin: Tensor, cos: Tensor) -> Tensor:
     return x * cos + rotate_every_two(x) * sin
 
 
-def rotary_complex(x: Tensor, phase: Tensor) -> Tensor:
+def rotary_complex(x: Tensor, phase: Tensor, inplace: bool = False) -> Tensor:
     """The same rotation as one complex product: pairs ``(x0, x1)`` are ``x0 + i x1`` and the
-    interleaved angle table makes the rotation ``(x0 + i x1) * exp(i t theta)``."""
+    interleaved angle table makes the rotation ``(x0 + i x1) * exp(i t theta)``. ``inplace``
+    (float32 only; not under autograd) rotates ``x`` itself, saving a map-sized allocation."""
+    if inplace and x.dtype == torch.float32:
+        torch.view_as_complex(x.unflatten(-1, (-1, 2))).mul_(phase)
+        return x
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
     return torch.view_as_real(pairs * phase).flatten(-2).to(x.dtype)
 
@@ -184,42 +188,57 @@ def _view(buf: Tensor, *shape: int) -> Tensor:
 
 
 class _AxisAttention(torch.autograd.Function):
-    """``softmax(q k^T + bias) v`` over the ``N`` axis of contiguous ``(G, heads, N, d)``
-    tensors (``G`` = image rows or columns of the batch), in blocks over ``G``; ``q`` is
-    pre-scaled, ``bias`` is ``(heads, N, N)`` and constant."""
+    """``softmax(q k^T + bias) v`` along the ``N`` axis of ``(B, M, N, heads, d)`` maps of
+    any strides: the W axis of a ``(B, H, W, heads, d)`` map, or the H axis of its transpose.
+    ``q`` is pre-scaled, ``bias`` is ``(heads, N, N)`` and constant.
+
+    Blocks of whole lines are gathered into head-major order as they are processed and their
+    results scattered back, so no transposed copy of a whole map is ever made.
+    """
 
     @staticmethod
-    def _blocks(q: Tensor) -> Iterator[Tuple[slice, Tuple[int, ...]]]:
-        g, n, length = q.shape[:3]
-        step = max(1, min(g, BLOCK_ELEMS // (n * length * length)))
-        for i in range(0, g, step):
-            count = min(step, g - i)
-            yield slice(i, i + count), (count * n, length, length)
+    def _blocks(q: Tensor) -> Iterator[Tuple[tuple, int]]:
+        b, m, length, n = q.shape[:4]
+        step = max(1, min(m, BLOCK_ELEMS // (n * length * length)))
+        for i in range(b):
+            for j in range(0, m, step):
+                yield (i, slice(j, j + step)), min(step, m - j)
 
     @staticmethod
-    def _logits(q: Tensor, k: Tensor, bias: Tensor, shape: Tuple[int, ...], buf: Tensor,
+    def _gather(t: Tensor) -> Tensor:
+        """``(lines, N, heads, e)`` -> contiguous ``(lines * heads, N, e)``."""
+        return t.transpose(1, 2).reshape(-1, t.shape[1], t.shape[-1])
+
+    @staticmethod
+    def _scatter(result: Tensor, dest: Tensor) -> None:
+        dest.copy_(result.view(dest.shape[0], dest.shape[2], *result.shape[1:]).transpose(1, 2))
+
+    @staticmethod
+    def _logits(q: Tensor, k: Tensor, bias: Tensor, buf: Tensor,
                 shift: Optional[Tensor] = None) -> Tensor:
-        """``q k^T + bias (- shift)`` of one block into ``buf``, as ``(count * heads, N, N)``:
-        the bias is written first and the product accumulated onto it."""
-        logits = _view(buf, *shape)
+        """``q k^T + bias (- shift)`` of one block into ``buf``: the bias is written first and
+        the product accumulated onto it."""
+        logits = _view(buf, q.shape[0], q.shape[1], k.shape[1])
         target = logits.view(-1, *bias.shape)
         if shift is None:
             target.copy_(bias.expand_as(target))
         else:
             torch.sub(bias, shift, out=target)
-        return logits.baddbmm_(q.flatten(0, 1), k.flatten(0, 1).transpose(-1, -2))
+        return logits.baddbmm_(q, k.transpose(-1, -2))
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, grad: bool) -> Tensor:
         logits_buf, probs_buf = _buffers(q, (max(BLOCK_ELEMS, bias.numel()), ))
-        out = q.new_empty(q.shape)
-        lse = q.new_empty(*q.shape[:-1], 1) if grad else None
-        for blk, shape in _AxisAttention._blocks(q):
-            logits = _AxisAttention._logits(q[blk], k[blk], bias, shape, logits_buf)
-            probs = _softmax_into(logits, _view(probs_buf, *shape))
-            torch.bmm(probs, v[blk].flatten(0, 1), out=out[blk].flatten(0, 1))
+        out = torch.empty_like(q)
+        b, m, length, n = q.shape[:4]
+        lse = q.new_empty(b, m, n, length, 1) if grad else None
+        gather = _AxisAttention._gather
+        for idx, _ in _AxisAttention._blocks(q):
+            logits = _AxisAttention._logits(gather(q[idx]), gather(k[idx]), bias, logits_buf)
+            probs = _softmax_into(logits, _view(probs_buf, *logits.shape))
+            _AxisAttention._scatter(probs @ gather(v[idx]), out[idx])
             if grad:
-                lse[blk] = _log_sum_exp(logits, probs).view_as(lse[blk])
+                lse[idx] = _log_sum_exp(logits, probs).view_as(lse[idx])
         if grad:
             ctx.save_for_backward(q, k, v, bias, out, lse)
         return out
@@ -227,40 +246,30 @@ class _AxisAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: Tensor):
         q, k, v, bias, out, lse = ctx.saved_tensors
-        dout = dout.contiguous()
         neg_delta = -(dout * out).sum(-1, keepdim=True)
         probs_buf, dlogits_buf = _buffers(q, (max(BLOCK_ELEMS, bias.numel()), ))
-        dq, dk, dv = (t.new_empty(t.shape) for t in (q, k, v))
-        for blk, shape in _AxisAttention._blocks(q):
-            q_blk, k_blk, dout_blk = (t[blk].flatten(0, 1) for t in (q, k, dout))
-            probs = _AxisAttention._logits(q[blk], k[blk], bias, shape, probs_buf,
-                                           shift=lse[blk]).exp_()
-            torch.bmm(probs.transpose(-1, -2), dout_blk, out=dv[blk].flatten(0, 1))
-            dlogits = torch.baddbmm(neg_delta[blk].flatten(0, 1), dout_blk,
-                                    v[blk].flatten(0, 1).transpose(-1, -2),
-                                    out=_view(dlogits_buf, *shape))
+        dq, dk, dv = (torch.empty_like(t) for t in (q, k, v))
+        gather, scatter = _AxisAttention._gather, _AxisAttention._scatter
+        for idx, _ in _AxisAttention._blocks(q):
+            q_blk, k_blk, v_blk, dout_blk = (gather(t[idx]) for t in (q, k, v, dout))
+            probs = _AxisAttention._logits(q_blk, k_blk, bias, probs_buf, shift=lse[idx]).exp_()
+            scatter(probs.transpose(-1, -2) @ dout_blk, dv[idx])
+            # dlogits = probs * (dout v^T - delta)
+            dlogits = torch.baddbmm(gather(neg_delta[idx]), dout_blk, v_blk.transpose(-1, -2),
+                                    out=_view(dlogits_buf, *probs.shape))
             dlogits *= probs
-            torch.bmm(dlogits, k_blk, out=dq[blk].flatten(0, 1))
-            torch.bmm(dlogits.transpose(-1, -2), q_blk, out=dk[blk].flatten(0, 1))
+            scatter(dlogits @ k_blk, dq[idx])
+            scatter(dlogits.transpose(-1, -2) @ q_blk, dk[idx])
         return dq, dk, dv, None, None
-
-
-def _axis(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, grad: bool) -> Tensor:
-    """:class:`_AxisAttention` over the second-to-last axis of ``(B, M, heads, N, d)`` maps."""
-    b, m = q.shape[:2]
-    q, k, v = (t.flatten(0, 1).contiguous() for t in (q, k, v))
-    return _AxisAttention.apply(q, k, v, bias, grad).unflatten(0, (b, m))
 
 
 def masa_decomposed_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor,
                             bias_w: Tensor) -> Tensor:
     """Axial attention (W then H) in blocks of rows / columns; ``q`` is pre-scaled."""
     grad = _requires_grad(q, k, v)
-    out_w = _axis(q.transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3), bias_w,
-                  grad)  # (B, H, heads, W, d)
-    out = _axis(q.permute(0, 2, 3, 1, 4), k.permute(0, 2, 3, 1, 4),
-                out_w.permute(0, 3, 2, 1, 4), bias_h, grad)  # (B, W, heads, H, d)
-    return out.permute(0, 3, 1, 2, 4)
+    out_w = _AxisAttention.apply(q, k, v, bias_w, grad)
+    rows_first = (t.transpose(1, 2) for t in (q, k, out_w))
+    return _AxisAttention.apply(*rows_first, bias_h, grad).transpose(1, 2)
 
 
 class _FullAttention(torch.autograd.Function):

@@ -280,17 +280,17 @@ class MaSA(nn.Module):
         return out, lepe
 
     def _fast(self, x: Tensor, relpos: RelPos2d, impl: str) -> Tuple[Tensor, Tensor]:
-        """One fused q/k/v projection, the rotary as one complex product, the scaling folded
-        into the kernel, cached tables."""
-        h, w, c = x.shape[1:]
-        weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
-        bias = torch.cat((self.q_proj.bias, self.k_proj.bias, self.v_proj.bias))
-        q, k, v = F.linear(x, weight, bias).split(c, dim=-1)
+        """The rotary as one complex product (in place in inference) with the scaling folded
+        into it, cached tables. The projections stay separate so that the raw q and k are
+        freed once rotated: no fused q/k/v tensor lingers in the attention's working set."""
+        h, w = x.shape[1:3]
+        v = self.v_proj(x)
         lepe = self.lepe(v)
         phase, bias_h, bias_w = relpos.fast_tables(h, w)
+        inplace = not torch.is_grad_enabled()
         # The scaling rides on q's rotation (upstream scales k: equal up to rounding).
-        q = rotary_complex(self._heads(q), phase * self.scaling)
-        k = rotary_complex(self._heads(k), phase)
+        q = rotary_complex(self._heads(self.q_proj(x)), phase * self.scaling, inplace)
+        k = rotary_complex(self._heads(self.k_proj(x)), phase, inplace)
         v = self._heads(v)
         bias_h, bias_w = bias_h.to(q.dtype), bias_w.to(q.dtype)
         if self.decomposed:
@@ -303,12 +303,17 @@ class MaSA(nn.Module):
         return out, lepe
 
 
+#: Hidden-map elements per row chunk of the FFN in fast inference (4M floats = 16 MB).
+FFN_CHUNK_ELEMS = 1 << 22
+
+
 class FFN(nn.Module):
     """fc1 -> GELU -> (+ 3x3 depthwise conv residual) -> fc2.
 
-    With ``inplace_inference``, no-grad calls apply GELU and the residual add in place: the
-    hidden map (4x the block width) is the largest activation of the early stages, and this
-    keeps two copies of it alive instead of three. Same numbers, bit for bit.
+    The hidden map (3-4x the block width) is the largest activation of the early stages. With
+    ``inplace_inference``, no-grad calls never hold it whole: they run chunks of image rows,
+    each with a one-row halo on either side for the 3x3 conv (at the image border the conv's
+    own zero padding is the right halo), with GELU and the residual add in place.
     """
 
     def __init__(self, embed_dims: int, hidden_dims: int, inplace_inference: bool = False) -> None:
@@ -319,12 +324,23 @@ class FFN(nn.Module):
         self.inplace_inference = inplace_inference
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = self.fc1(x)
         if self.inplace_inference and not torch.is_grad_enabled():
-            torch.ops.aten.gelu_(hidden)
-            return self.fc2(self.dwconv(hidden).add_(hidden))
-        hidden = F.gelu(hidden)
+            return self._chunked_inference(x)
+        hidden = F.gelu(self.fc1(x))
         return self.fc2(hidden + self.dwconv(hidden))
+
+    def _chunked_inference(self, x: Tensor) -> Tensor:
+        b, h, w, _ = x.shape
+        rows = max(1, FFN_CHUNK_ELEMS // (b * w * self.fc1.out_features))
+        out = x.new_empty(b, h, w, self.fc2.out_features)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            lo, hi = max(r0 - 1, 0), min(r1 + 1, h)
+            hidden = self.fc1(x[:, lo:hi])
+            torch.ops.aten.gelu_(hidden)
+            mixed = self.dwconv(hidden)[:, r0 - lo:r1 - lo].add_(hidden[:, r0 - lo:r1 - lo])
+            out[:, r0:r1] = self.fc2(mixed)
+        return out
 
 
 class RMTBlock(nn.Module):
