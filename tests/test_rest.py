@@ -63,11 +63,11 @@ def build(version: str, **kwargs):
     return CLASSES[version](dict(TINY[version]), **kwargs)
 
 
-def assert_parity(actual, ref, label, record_property):
+def assert_parity(actual, ref, label, record_parity):
+    """``label`` starts with the version (v1/v2): the summary groups by it."""
     assert actual.shape == ref.shape, label
     err = (actual - ref).abs().max().item()
-    print(f'{label}: max abs err {err:.2e}')
-    record_property(label, err)
+    record_parity(f'ResT-{label.split()[0]}-vs-upstream', err, err / ref.abs().max().item())
     torch.testing.assert_close(actual, ref, rtol=1e-4, atol=2e-4, msg=label)
 
 
@@ -91,7 +91,7 @@ def test_fixture_config_is_the_tiny_arch(version):
         assert config['drop_rate'] == config['attn_drop_rate'] == 0.0
 
 
-def test_v1_d2_all_stages_parity(record_property):
+def test_v1_d2_all_stages_parity(record_parity):
     """Mask R-CNN layout: norm1..3 in-line, stage 4 through the pretrained ``norm``."""
     model = build('v1', out_indices=(0, 1, 2, 3)).eval()
     missing, unexpected = load_upstream(model, checkpoint('rest_v1_tiny_cls.pth')['model'])
@@ -105,10 +105,10 @@ def test_v1_d2_all_stages_parity(record_property):
         assert len(outs) == 4
         for out, stage in zip(outs, STAGES):
             assert_parity(out, exp['d2_backbone_feats'][name][stage],
-                          f'v1 d2_backbone_feats {name} {stage}', record_property)
+                          f'v1 d2_backbone_feats {name} {stage}', record_parity)
 
 
-def test_v1_d2_stage234_parity(record_property):
+def test_v1_d2_stage234_parity(record_parity):
     """RetinaNet layout: out_indices=(1, 2, 3) has no norm1, so stage 1 feeds on raw."""
     model = build('v1', out_indices=(1, 2, 3)).eval()
     assert not hasattr(model, 'norm1')
@@ -123,10 +123,10 @@ def test_v1_d2_stage234_parity(record_property):
         assert len(outs) == 3
         for out, stage in zip(outs, STAGES[1:]):
             assert_parity(out, exp['d2_backbone_feats_stage234'][name][stage],
-                          f'v1 d2_backbone_feats_stage234 {name} {stage}', record_property)
+                          f'v1 d2_backbone_feats_stage234 {name} {stage}', record_parity)
 
 
-def test_v2_d2_parity(record_property):
+def test_v2_d2_parity(record_parity):
     model = build('v2').eval()
     missing, unexpected = load_upstream(model, checkpoint('rest_v2_tiny_cls.pth')['model'])
     loads = manifest()['rest_v2_tiny']['loads']
@@ -140,7 +140,7 @@ def test_v2_d2_parity(record_property):
             outs = model(exp['inputs'][name])
         for out, stage in zip(outs, STAGES):
             assert_parity(out, exp['d2_backbone_feats'][name][stage],
-                          f'v2 d2_backbone_feats {name} {stage}', record_property)
+                          f'v2 d2_backbone_feats {name} {stage}', record_parity)
 
 
 # Upstream's own float32-vs-float64 disagreement on the d2 features (fixture README), with a
@@ -149,7 +149,7 @@ ROUNDING_BOUND = {'v1': 5e-5, 'v2': 5e-6}
 
 
 @pytest.mark.parametrize('version', ['v1', 'v2'])
-def test_float64_run_is_within_upstream_rounding(version, record_property):
+def test_float64_run_is_within_upstream_rounding(version, record_parity):
     """In float64 our model sits as close to upstream's float32 features as upstream's own
     float64 run does, i.e. the float32 differences above are rounding, not maths."""
     model = build(version).eval()
@@ -160,9 +160,10 @@ def test_float64_run_is_within_upstream_rounding(version, record_property):
         with torch.no_grad():
             outs = model(exp['inputs'][name].double())
         for out, stage in zip(outs, STAGES):
-            err = (out - exp['d2_backbone_feats'][name][stage].double()).abs().max().item()
-            print(f'{version} float64 vs upstream float32 {name} {stage}: {err:.2e}')
-            record_property(f'{version} float64 {name} {stage}', err)
+            ref = exp['d2_backbone_feats'][name][stage].double()
+            err = (out - ref).abs().max().item()
+            record_parity(f'ResT-{version}-float64-vs-upstream-float32', err,
+                          err / ref.abs().max().item())
             assert err < ROUNDING_BOUND[version], (name, stage, err)
 
 
@@ -182,7 +183,7 @@ def classification_view(version: str, state_dict: dict):
 
 
 @pytest.mark.parametrize('version', ['v1', 'v2'])
-def test_classification_trunk_parity(version, record_property):
+def test_classification_trunk_parity(version, record_parity):
     """Raw stage features (captured where upstream captured them), normed stage 4, logits."""
     state = checkpoint(f'{TAGS[version]}_cls.pth')['model']
     model = classification_view(version, state)
@@ -198,12 +199,12 @@ def test_classification_trunk_parity(version, record_property):
         captured[3] = tokens_to_map(captured[3], stage4.shape[-2:])
         for i, ref in enumerate(exp['cls_stage_feats'][name]):
             assert_parity(captured[i], ref, f'{version} cls_stage_feats {name} stage{i + 1}',
-                          record_property)
+                          record_parity)
         assert_parity(stage4, exp['cls_stage4_normed'][name],
-                      f'{version} cls_stage4_normed {name}', record_property)
+                      f'{version} cls_stage4_normed {name}', record_parity)
         logits = F.linear(stage4.mean(dim=(2, 3)), state['head.weight'], state['head.bias'])
         assert_parity(logits, exp['cls_logits'][name], f'{version} cls_logits {name}',
-                      record_property)
+                      record_parity)
 
 
 SOURCES = [('v1', 'rest_v1_tiny_cls.pth', 'model_ema', 'cls_logits_model_ema'),
@@ -212,7 +213,7 @@ SOURCES = [('v1', 'rest_v1_tiny_cls.pth', 'model_ema', 'cls_logits_model_ema'),
 
 
 @pytest.mark.parametrize('version,file,key,logits_key', SOURCES)
-def test_other_checkpoint_containers(version, file, key, logits_key, record_property):
+def test_other_checkpoint_containers(version, file, key, logits_key, record_parity):
     state = checkpoint(file)[key]
     model = classification_view(version, state)
     exp = expected(version)
@@ -221,7 +222,7 @@ def test_other_checkpoint_containers(version, file, key, logits_key, record_prop
             (stage4,) = model(exp['inputs'][name])
         logits = F.linear(stage4.mean(dim=(2, 3)), state['head.weight'], state['head.bias'])
         assert_parity(logits, exp[logits_key][name], f'{version} {logits_key} ({file}) {name}',
-                      record_property)
+                      record_parity)
 
 
 def test_v2_out_indices_only_select_outputs():

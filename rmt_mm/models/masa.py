@@ -5,12 +5,17 @@ Three implementations compute the same function:
 - ``reference``: the upstream algorithm, step by step (explicit logits, bias add, softmax). The
   parity fixtures pin it down; it materialises ``(B, heads, L, L)`` logits and probabilities and,
   in full-attention stages, a ``(heads, L, L)`` decay bias.
+- ``blocked``: the same maths in L2-sized blocks, as autograd Functions with a
+  FlashAttention-style backward (forward keeps the output and one log-sum-exp per query;
+  backward recomputes a block of probabilities at a time). Full-attention bias blocks are one
+  broadcast add of the per-axis biases; axial blocks are gathered from the map as they go.
 - ``sdpa``: :func:`torch.nn.functional.scaled_dot_product_attention` with the decay as an additive
   mask. Full attention is processed in blocks of query rows whose bias rows are generated on the
-  fly, and under autograd each block is recomputed in backward instead of stored, so nothing of
-  size ``L x L`` is kept: memory grows linearly with the number of tokens.
+  fly, and under autograd each block is recomputed in backward instead of stored.
 
-Tensors use the map-shaped, head-split layout ``(B, H, W, heads, head_dims)``.
+Neither fast kernel keeps anything of size ``L x L``: memory grows linearly with the number of
+tokens. Tensors use the map-shaped, head-split layout ``(B, H, W, heads, head_dims)``; the fast
+kernels take ``q`` already multiplied by the attention scale.
 """
 import math
 from typing import Iterator, Optional, Tuple
