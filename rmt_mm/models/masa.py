@@ -232,9 +232,13 @@ class _AxisAttention(torch.autograd.Function):
         return logits.baddbmm_(q, k.transpose(-1, -2))
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, grad: bool) -> Tensor:
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, grad: bool,
+                overwrite_v: bool) -> Tensor:
         logits_buf, probs_buf = _buffers(q, (max(BLOCK_ELEMS, bias.numel()), ))
-        out = torch.empty_like(q)
+        # Each block reads its own lines of v before writing the same lines of the output.
+        out = v if overwrite_v else torch.empty_like(q)
+        if overwrite_v:
+            ctx.mark_dirty(v)
         b, m, length, n = q.shape[:4]
         lse = q.new_empty(b, m, n, length, 1) if grad else None
         gather = _AxisAttention._gather
@@ -265,16 +269,19 @@ class _AxisAttention(torch.autograd.Function):
             dlogits *= probs
             scatter(dlogits @ k_blk, dq[idx])
             scatter(dlogits.transpose(-1, -2) @ q_blk, dk[idx])
-        return dq, dk, dv, None, None
+        return dq, dk, dv, None, None, None
 
 
-def masa_decomposed_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor,
-                            bias_w: Tensor) -> Tensor:
-    """Axial attention (W then H) in blocks of rows / columns; ``q`` is pre-scaled."""
+def masa_decomposed_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor,
+                            overwrite_v: bool = False) -> Tensor:
+    """Axial attention (W then H) in blocks of rows / columns; ``q`` is pre-scaled.
+    ``overwrite_v`` (inference only) writes both passes' outputs into ``v``'s memory."""
     grad = _requires_grad(q, k, v)
-    out_w = _AxisAttention.apply(q, k, v, bias_w, grad)
+    if grad and overwrite_v:
+        raise ValueError('overwrite_v is for inference only')
+    out_w = _AxisAttention.apply(q, k, v, bias_w, grad, overwrite_v)
     rows_first = (t.transpose(1, 2) for t in (q, k, out_w))
-    return _AxisAttention.apply(*rows_first, bias_h, grad).transpose(1, 2)
+    return _AxisAttention.apply(*rows_first, bias_h, grad, overwrite_v).transpose(1, 2)
 
 
 class _FullAttention(torch.autograd.Function):

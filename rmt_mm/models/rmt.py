@@ -293,9 +293,11 @@ class MaSA(nn.Module):
         k = rotary_complex(self._heads(self.k_proj(x)), phase, inplace)
         v = self._heads(v)
         bias_h, bias_w = bias_h.to(q.dtype), bias_w.to(q.dtype)
-        if self.decomposed:
-            kernel = masa_decomposed_sdpa if impl == 'sdpa' else masa_decomposed_blocked
-            out = kernel(q, k, v, bias_h, bias_w)
+        if self.decomposed and impl == 'sdpa':
+            out = masa_decomposed_sdpa(q, k, v, bias_h, bias_w)
+        elif self.decomposed:
+            # In inference the outputs overwrite v (already consumed by the LePE).
+            out = masa_decomposed_blocked(q, k, v, bias_h, bias_w, overwrite_v=inplace)
         elif impl == 'sdpa':
             out = masa_full_sdpa(q, k, v, relpos.decay)
         else:
