@@ -35,7 +35,7 @@ BLOCK_ELEMS = 1 << 19
 
 
 def full_bias_fits(num_heads: int, length: int) -> bool:
-    """Whether a whole ``(heads, L, L)`` bias is small enough to build (and cache)."""
+    """Whether a whole ``(heads, L, L)`` bias is small enough to build in one piece."""
     return num_heads * length * length <= FULL_BIAS_BLOCK_ELEMS
 
 
@@ -186,9 +186,11 @@ def _requires_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _buffers(q: Tensor, shape: Tuple[int, ...]) -> Tuple[Tensor, Tensor]:
-    """Two flat buffers with room for ``shape``; blocks take :func:`_view` s of them."""
-    return q.new_empty(math.prod(shape)), q.new_empty(math.prod(shape))
+def _buffers(q: Tensor, unit: int) -> Tuple[Tensor, Tensor]:
+    """Two flat block buffers of ``BLOCK_ELEMS``, or of ``unit`` elements (the smallest block
+    a kernel can split into) if that is larger; blocks take :func:`_view` s of them."""
+    size = max(BLOCK_ELEMS, unit)
+    return q.new_empty(size), q.new_empty(size)
 
 
 def _view(buf: Tensor, *shape: int) -> Tensor:
@@ -207,12 +209,13 @@ class _AxisAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def _blocks(q: Tensor) -> Iterator[Tuple[tuple, int]]:
+    def _blocks(q: Tensor) -> Iterator[tuple]:
+        """Index of each block: one image, as many lines as fit in ``BLOCK_ELEMS``."""
         b, m, length, n = q.shape[:4]
         step = max(1, min(m, BLOCK_ELEMS // (n * length * length)))
         for i in range(b):
             for j in range(0, m, step):
-                yield (i, slice(j, j + step)), min(step, m - j)
+                yield i, slice(j, j + step)
 
     @staticmethod
     def _gather(t: Tensor) -> Tensor:
@@ -239,7 +242,7 @@ class _AxisAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, grad: bool,
                 overwrite_v: bool) -> Tensor:
-        logits_buf, probs_buf = _buffers(q, (max(BLOCK_ELEMS, bias.numel()), ))
+        logits_buf, probs_buf = _buffers(q, bias.numel())
         # Each block reads its own lines of v before writing the same lines of the output.
         out = v if overwrite_v else torch.empty_like(q)
         if overwrite_v:
@@ -247,7 +250,7 @@ class _AxisAttention(torch.autograd.Function):
         b, m, length, n = q.shape[:4]
         lse = q.new_empty(b, m, n, length, 1) if grad else None
         gather = _AxisAttention._gather
-        for idx, _ in _AxisAttention._blocks(q):
+        for idx in _AxisAttention._blocks(q):
             logits = _AxisAttention._logits(gather(q[idx]), gather(k[idx]), bias, logits_buf)
             probs = _softmax_into(logits, _view(probs_buf, *logits.shape))
             _AxisAttention._scatter(probs @ gather(v[idx]), out[idx])
@@ -261,10 +264,10 @@ class _AxisAttention(torch.autograd.Function):
     def backward(ctx, dout: Tensor):
         q, k, v, bias, out, lse = ctx.saved_tensors
         neg_delta = -(dout * out).sum(-1, keepdim=True)
-        probs_buf, dlogits_buf = _buffers(q, (max(BLOCK_ELEMS, bias.numel()), ))
+        probs_buf, dlogits_buf = _buffers(q, bias.numel())
         dq, dk, dv = (torch.empty_like(t) for t in (q, k, v))
         gather, scatter = _AxisAttention._gather, _AxisAttention._scatter
-        for idx, _ in _AxisAttention._blocks(q):
+        for idx in _AxisAttention._blocks(q):
             q_blk, k_blk, v_blk, dout_blk = (gather(t[idx]) for t in (q, k, v, dout))
             probs = _AxisAttention._logits(q_blk, k_blk, bias, probs_buf, shift=lse[idx]).exp_()
             scatter(probs.transpose(-1, -2) @ dout_blk, dv[idx])
@@ -312,11 +315,6 @@ class _FullAttention(torch.autograd.Function):
                            slice(row0 * w, (row0 + count) * w))
 
     @staticmethod
-    def _block_size(q: Tensor, bias_w: Tensor) -> int:
-        length, w = q.shape[2], bias_w.shape[1]
-        return max(BLOCK_ELEMS, length * w)
-
-    @staticmethod
     def _bias(bias_h: Tensor, bias_w: Tensor, row0: int, rows: int, buf: Tensor,
               shift: Optional[Tensor] = None) -> Tensor:
         """The ``(heads, rows * W, L)`` bias of a block into ``buf``, minus ``shift`` (one
@@ -332,7 +330,7 @@ class _FullAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor,
                 grad: bool) -> Tensor:
-        bias_buf, logits_buf = _buffers(q, (_FullAttention._block_size(q, bias_w), ))
+        bias_buf, logits_buf = _buffers(q, q.shape[2] * bias_w.shape[1])  # one head's row
         out = q.new_empty(q.shape)
         lse = q.new_empty(*q.shape[:-1], 1) if grad else None
         for i, hs, row0, rows, tokens in _FullAttention._blocks(q, bias_h, bias_w):
@@ -351,7 +349,7 @@ class _FullAttention(torch.autograd.Function):
     def backward(ctx, dout: Tensor):
         q, k, v, bias_h, bias_w, out, lse = ctx.saved_tensors
         neg_delta = -(dout * out).sum(-1, keepdim=True)
-        probs_buf, dlogits_buf = _buffers(q, (_FullAttention._block_size(q, bias_w), ))
+        probs_buf, dlogits_buf = _buffers(q, q.shape[2] * bias_w.shape[1])
         dq = q.new_empty(q.shape)
         dk, dv = k.new_zeros(k.shape), v.new_zeros(v.shape)
         for i, hs, row0, rows, tokens in _FullAttention._blocks(q, bias_h, bias_w):
