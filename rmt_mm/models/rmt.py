@@ -28,6 +28,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch import Tensor, nn
 
 from .base import DenseBackbone
+from .depthwise import depthwise_conv2d
 from .masa import (ATTN_IMPLS, masa_decomposed, masa_decomposed_blocked,
                    masa_decomposed_sdpa, masa_full, masa_full_blocked, masa_full_sdpa,
                    resolve_impl, rotary_complex, rotary_reference)
@@ -130,15 +131,23 @@ def arch_from_state_dict(state_dict: Dict[str, Tensor]) -> dict:
 
 
 class DWConv2d(nn.Module):
-    """Depthwise conv applied to a channels-last map (keeps the upstream ``.conv`` key)."""
+    """Depthwise conv applied to a channels-last map (keeps the upstream ``.conv`` key).
+    ``slab_weight_grad`` routes it through :func:`.depthwise.depthwise_conv2d`, whose weight
+    gradient avoids oneDNN's slow path for kernels wider than 3."""
 
-    def __init__(self, channels: int, kernel_size: int) -> None:
+    def __init__(self, channels: int, kernel_size: int, slab_weight_grad: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, kernel_size, 1, kernel_size // 2,
                               groups=channels)
+        self.slab_weight_grad = slab_weight_grad
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = x.permute(0, 3, 1, 2)
+        if self.slab_weight_grad:
+            x = depthwise_conv2d(x, self.conv.weight, self.conv.bias)
+        else:
+            x = self.conv(x)
+        return x.permute(0, 2, 3, 1)
 
 
 class ConvStem(nn.Module):
@@ -248,7 +257,8 @@ class MaSA(nn.Module):
         self.q_proj = nn.Linear(embed_dims, embed_dims)
         self.k_proj = nn.Linear(embed_dims, embed_dims)
         self.v_proj = nn.Linear(embed_dims, embed_dims)
-        self.lepe = DWConv2d(embed_dims, 5)
+        # The reference path keeps the upstream op (the benchmark baseline).
+        self.lepe = DWConv2d(embed_dims, 5, slab_weight_grad=attn_impl != 'reference')
         self.out_proj = nn.Linear(embed_dims, embed_dims)
 
     def _heads(self, x: Tensor) -> Tensor:

@@ -1,0 +1,56 @@
+"""The slab weight gradient of the depthwise conv is the plain conv's, for every layout."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rmt_mm.models.depthwise import depthwise_conv2d
+from rmt_mm.models.rmt import RMT, DWConv2d
+
+
+def inputs(shape, kernel, channels_last, dtype=torch.float64, bias=True):
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(shape[1], 1, kernel, kernel, dtype=dtype)
+    b = torch.randn(shape[1], dtype=dtype) if bias else None
+    return [t.requires_grad_() if t is not None else None for t in (x, weight, b)]
+
+
+@pytest.mark.parametrize('kernel', [5, 7, 9])
+@pytest.mark.parametrize('channels_last', [True, False], ids=['channels_last', 'nchw'])
+@pytest.mark.parametrize('shape', [(2, 3, 7, 9), (1, 4, 5, 3), (1, 2, 1, 11)])
+def test_gradcheck(kernel, channels_last, shape):
+    x, weight, bias = inputs(shape, kernel, channels_last)
+    assert torch.autograd.gradcheck(depthwise_conv2d, (x, weight, bias))
+
+
+@pytest.mark.parametrize('bias', [True, False])
+def test_matches_plain_conv_in_float32(bias):
+    x, weight, b = inputs((2, 16, 23, 37), 5, True, torch.float32, bias)
+    grad = torch.randn(2, 16, 23, 37)
+    results = []
+    for fn in (depthwise_conv2d, lambda x, w, b: F.conv2d(x, w, b, 1, 2, 1, 16)):
+        for t in (x, weight, b):
+            if t is not None:
+                t.grad = None
+        out = fn(x, weight, b)
+        out.backward(grad)
+        results.append([out] + [t.grad for t in (x, weight, b) if t is not None])
+    for mine, plain in zip(*results):
+        assert ((mine - plain).abs().max() / plain.abs().max()).item() <= 1e-6
+
+
+def test_frozen_weight_skips_its_gradient():
+    x, weight, bias = inputs((1, 3, 6, 8), 5, True)
+    weight.requires_grad_(False)
+    depthwise_conv2d(x, weight, bias).sum().backward()
+    assert weight.grad is None and x.grad is not None and bias.grad is not None
+
+
+def test_fast_model_routes_lepe_only_through_it():
+    """Only the fast path's 5x5 LePE uses the slab gradient; the reference stays upstream's."""
+    for impl, slab_kernels in (('blocked', {(5, 5)}), ('reference', set())):
+        convs = [m for m in RMT(arch='tiny', attn_impl=impl).modules() if isinstance(m, DWConv2d)]
+        assert {m.conv.kernel_size for m in convs} == {(3, 3), (5, 5)}
+        assert {m.conv.kernel_size for m in convs if m.slab_weight_grad} == slab_kernels
