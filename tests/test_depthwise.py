@@ -54,3 +54,12 @@ def test_fast_model_routes_lepe_only_through_it():
         convs = [m for m in RMT(arch='tiny', attn_impl=impl).modules() if isinstance(m, DWConv2d)]
         assert {m.conv.kernel_size for m in convs} == {(3, 3), (5, 5)}
         assert {m.conv.kernel_size for m in convs if m.slab_weight_grad} == slab_kernels
+
+
+def test_slab_route_is_cpu_only():
+    """The slab gradient was measured on oneDNN only; other devices keep the plain op."""
+    for device, slab in (('cpu', True), ('meta', False)):
+        x = torch.randn(1, 4, 6, 8, device=device, requires_grad=True)
+        weight = torch.randn(4, 1, 5, 5, device=device, requires_grad=True)
+        name = type(depthwise_conv2d(x, weight).grad_fn).__name__
+        assert ('DepthwiseConv' in name) is slab, (device, name)

@@ -7,7 +7,7 @@ reported: with ``--threads 1`` on a shared machine, CPU time is the steadier mea
 spent waiting for a core is not counted). Peak memory comes from the CUDA allocator
 on GPU. On CPU, where no allocator high-water mark is observable in-process, each case runs
 again in a fresh subprocess and reports its peak RSS, and that peak minus the RSS before the
-model was built: the weights, input and activations without the ~390 MiB of loaded libraries,
+model was built: the weights, input and activations without the ~310 MiB of loaded libraries,
 i.e. what the CUDA allocator would count.
 
     python tools/benchmark.py --arch t s --size 800 1344 --mode infer train --out bench.md

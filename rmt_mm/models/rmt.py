@@ -442,7 +442,8 @@ class RMT(DenseBackbone):
         attn_impl: MaSA kernel: ``'reference'`` (the upstream algorithm), ``'sdpa'`` (fused
             kernels), ``'blocked'`` (cache-sized blocks) or ``'auto'`` (the one measured faster
             on the device). Both fast kernels keep full-attention memory linear in tokens;
-            with them, inference also runs the FFN's GELU and residual in place.
+            with them, the residual adds run in place, the LePE's weight gradient is computed
+            in slabs (:mod:`.depthwise`), and inference runs the FFN in row chunks.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` accepts upstream ImageNet,
             detection/segmentation or converted checkpoints directly.
     """
