@@ -1,25 +1,24 @@
-"""Reading upstream checkpoints into the backbones of this package.
+"""Reading upstream and converted checkpoints into a backbone, all-or-nothing.
 
-One code path serves the converter tool and ``init_cfg=dict(type='Pretrained', ...)``:
-:func:`read_checkpoint` unwraps any supported layout, :func:`to_backbone_state_dict` drops what
-dense prediction does not use, and :func:`check_state_dict` refuses anything that would load
-only partly. Backbone classes describe themselves through a few class attributes:
-
-- ``arch_zoo``: released variants, ``classification_only_modules``: top-level modules of the
-  ImageNet model to drop, ``dense_only_prefixes``: det/seg parameters ImageNet weights lack;
-- ``describe_state_dict(sd)`` / ``describe()``: a one-line summary of an arch, for errors.
+One code path serves ``init_cfg=dict(type='Pretrained', ...)`` and the converter
+(:mod:`rmt_mm.convert`): :func:`read_checkpoint` unwraps any supported layout,
+:func:`to_backbone_state_dict` drops what dense prediction does not use, and
+:func:`check_state_dict` refuses anything that would load only partly. A backbone is read only
+through the contract of :class:`rmt_mm.models.base.DenseBackbone`; this module imports no model.
 """
 from __future__ import annotations
 
-import json
 import os.path as osp
-from typing import Dict, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Type
 
 import torch
 from mmengine.logging import print_log
-from torch import Tensor, nn
+from torch import Tensor
 
 from .serialization import CheckpointError, safe_load
+
+if TYPE_CHECKING:  # the models import this module, not the other way round
+    from .models.base import DenseBackbone
 
 StateDict = Dict[str, Tensor]
 
@@ -72,7 +71,7 @@ def _as_state_dict(obj: object, where: str) -> StateDict:
     return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in obj.items()}
 
 
-def to_backbone_state_dict(state_dict: StateDict, model_cls: Type[nn.Module],
+def to_backbone_state_dict(state_dict: StateDict, model_cls: Type[DenseBackbone],
                            prefix: Optional[str] = None) -> Tuple[StateDict, List[str]]:
     """Keep the backbone's keys: strip ``prefix`` (``'backbone.'`` is found automatically in
     detector/segmentor checkpoints) and drop the classification-only top-level modules.
@@ -93,7 +92,7 @@ def to_backbone_state_dict(state_dict: StateDict, model_cls: Type[nn.Module],
     return {k: v for k, v in state_dict.items() if k.split('.', 1)[0] not in head}, dropped
 
 
-def check_state_dict(model: nn.Module, state_dict: StateDict) -> List[str]:
+def check_state_dict(model: DenseBackbone, state_dict: StateDict) -> List[str]:
     """Raise :class:`CheckpointError` unless ``state_dict`` fills every parameter and buffer of
     ``model`` (except ``dense_only_prefixes``) with matching shapes and has no foreign keys.
 
@@ -110,7 +109,7 @@ def check_state_dict(model: nn.Module, state_dict: StateDict) -> List[str]:
     mismatched = [k for k in own.keys() & state_dict.keys()
                   if own[k].shape != state_dict[k].shape]
     if missing or unexpected or mismatched:
-        found, wanted = _describe(type(model), state_dict), describe_model(model)
+        found, wanted = describe_checkpoint(type(model), state_dict), model.describe()
         summary = (f'checkpoint is {found}, config asks for {wanted}'
                    if found and found != wanted else f'{name} checkpoint does not fit')
         details = []
@@ -123,32 +122,27 @@ def check_state_dict(model: nn.Module, state_dict: StateDict) -> List[str]:
     return [k for k in own if k not in state_dict]
 
 
-def _check_hyperparam_buffers(model: nn.Module, state_dict: StateDict) -> None:
+def _check_hyperparam_buffers(model: DenseBackbone, state_dict: StateDict) -> None:
     """Buffers derived from hyper-parameters (e.g. RMT's decay rates) must agree: loading them
     would otherwise silently change the model's arch."""
-    for key in getattr(model, 'hyperparam_buffers', lambda: [])():
+    for key in model.hyperparam_buffers():
         own = model.state_dict()[key]
         if own.device.type != 'meta' and not torch.allclose(
                 own.float(), state_dict[key].float().to(own.device), rtol=1e-5, atol=1e-6):
             raise CheckpointError(f'{key} differs from the config ({state_dict[key].tolist()} vs '
                                   f'{own.tolist()}): the checkpoint was trained with other '
-                                  f'hyper-parameters than {describe_model(model)}')
+                                  f'hyper-parameters than {model.describe()}')
 
 
-def _describe(model_cls: Type[nn.Module], state_dict: StateDict) -> Optional[str]:
+def describe_checkpoint(model_cls: Type[DenseBackbone], state_dict: StateDict) -> Optional[str]:
+    """The family's one-line summary of ``state_dict``, or ``None`` if its keys do not fit."""
     try:
         return model_cls.describe_state_dict(state_dict)
-    except (AttributeError, KeyError, IndexError, ValueError):
+    except (NotImplementedError, KeyError, IndexError, ValueError):
         return None
 
 
-def describe_model(model: nn.Module) -> str:
-    describe = getattr(model, 'describe', None)
-    return describe() if describe else f'{type(model).__name__} {model.arch_settings}'
-
-
-
-def load_backbone_checkpoint(model: nn.Module, filename: str, prefix: Optional[str] = None,
+def load_backbone_checkpoint(model: DenseBackbone, filename: str, prefix: Optional[str] = None,
                              use_ema: bool = False) -> None:
     """Load an upstream or converted checkpoint into ``model``, all-or-nothing."""
     state_dict, layout = read_checkpoint(filename, use_ema)
@@ -164,72 +158,3 @@ def load_backbone_checkpoint(model: nn.Module, filename: str, prefix: Optional[s
 def _summarise(keys: List[str]) -> List[str]:
     """Group dropped keys by top-level module for a short log line."""
     return sorted({k.split('.', 1)[0] + '.*' for k in keys})
-
-
-def infer_arch(model_cls: Type[nn.Module], state_dict: StateDict) -> str:
-    """The released arch of ``model_cls`` whose keys and shapes match ``state_dict``."""
-    matches = []
-    for arch in model_cls.arch_zoo:
-        with torch.device('meta'):
-            candidate = model_cls(arch=arch)
-        try:
-            check_state_dict(candidate, state_dict)
-        except CheckpointError:
-            continue
-        matches.append(arch)
-    if len(matches) != 1:
-        found = _describe(model_cls, state_dict) or 'not a known layout'
-        raise CheckpointError(f'cannot infer the {model_cls.__name__} arch: the checkpoint '
-                              f'({found}) matches {matches or "no released arch"}; pass --arch')
-    return matches[0]
-
-
-def backbone_families() -> Dict[str, Type[nn.Module]]:
-    """Arch prefixes accepted by the converter (``rmt_s``, ...); bare names mean RMT."""
-    from .models import RMT, ResT, ResTV2
-    return {'rmt': RMT, 'rest': ResT, 'restv2': ResTV2}
-
-
-def parse_arch(arch: Optional[str]) -> Tuple[Optional[Type[nn.Module]], Optional[object]]:
-    """``'s'``, ``'rmt_small'``, ``'restv2_tiny'`` or a JSON dict of hyper-parameters (with an
-    optional ``"backbone": "ResTV2"``) -> (backbone class, arch)."""
-    if arch is None:
-        return None, None
-    families = backbone_families()
-    if arch.lstrip().startswith('{'):
-        cfg = json.loads(arch)
-        family = str(cfg.pop('backbone', 'rmt')).lower()
-        if family not in families:
-            raise ValueError(f'unknown backbone {family!r} in --arch; expected {sorted(families)}')
-        return families[family], cfg
-    family, _, name = arch.lower().replace('-', '_').partition('_')
-    if name and family in families:
-        return families[family], name
-    return families['rmt'], arch
-
-
-def convert_checkpoint(src: str, dst: str, arch: Optional[str] = None,
-                       use_ema: bool = False) -> dict:
-    """Write ``src`` (any supported layout) as an mmengine checkpoint holding only backbone
-    weights, after checking every key and shape against ``arch`` (inferred when ``None``)."""
-    state_dict, layout = read_checkpoint(src, use_ema)
-    model_cls, arch_cfg = parse_arch(arch)
-    if model_cls is None:
-        found, reasons = {}, []
-        for cls in backbone_families().values():
-            try:
-                found[cls] = infer_arch(cls, to_backbone_state_dict(state_dict, cls)[0])
-            except CheckpointError as err:
-                reasons.append(str(err).replace('; pass --arch', ''))
-        if len(found) != 1:
-            raise CheckpointError(f'ambiguous arch {found}' if found else
-                                  '; '.join(reasons) + '; pass --arch')
-        (model_cls, arch_cfg), = found.items()
-    backbone, dropped = to_backbone_state_dict(state_dict, model_cls)
-    model = model_cls(arch=arch_cfg)
-    fresh = check_state_dict(model, backbone)
-    meta = dict(backbone=model_cls.__name__, arch=arch_cfg, description=describe_model(model),
-                source=osp.basename(src), layout=layout, ema=use_ema, dropped_keys=dropped,
-                not_in_checkpoint=fresh)
-    torch.save(dict(state_dict=backbone, meta=meta), dst)
-    return meta

@@ -13,9 +13,9 @@ from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 from .datasets import CheckSegLabels
 from .layer_decay import ResTStageDecayOptimizerConstructor
-from .models import RMT, ResT, ResTV2
+from .models import FAMILIES
 
-BACKBONES = (RMT, ResT, ResTV2)
+BACKBONES = tuple(FAMILIES.values())
 SCOPES = ('mmdet', 'mmseg')
 TRANSFORMS = dict(mmseg=(CheckSegLabels, ))
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rmt_mm.checkpoint import infer_arch, load_backbone_checkpoint, read_checkpoint
+from rmt_mm.checkpoint import load_backbone_checkpoint, read_checkpoint
+from rmt_mm.convert import infer_arch
 from rmt_mm.models import RMT
 from rmt_mm.serialization import CheckpointError, safe_load
 

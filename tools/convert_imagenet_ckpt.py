@@ -13,7 +13,7 @@ ready for ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
 import argparse
 import sys
 
-from rmt_mm.checkpoint import convert_checkpoint
+from rmt_mm.convert import convert_checkpoint
 from rmt_mm.serialization import CheckpointError
 
 

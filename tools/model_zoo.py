@@ -7,9 +7,7 @@ import argparse
 
 import torch
 
-from rmt_mm.models import REST_ARCHS, RESTV2_ARCHS, RMT, RMT_ARCHS, ResT, ResTV2
-
-FAMILIES = ((RMT, RMT_ARCHS), (ResT, REST_ARCHS), (ResTV2, RESTV2_ARCHS))
+from rmt_mm.models import FAMILIES
 
 
 def main() -> None:
@@ -19,8 +17,8 @@ def main() -> None:
     h, w = args.size
     print(f'| backbone | arch | params (M) | output shapes at {h}x{w} (C x H x W) |')
     print('|---|---|---|---|')
-    for cls, archs in FAMILIES:
-        for arch in archs:
+    for cls in FAMILIES.values():
+        for arch in cls.arch_zoo:
             with torch.device('meta'):
                 model = cls(arch=arch).eval()
                 outs = model(torch.empty(1, 3, h, w))

@@ -527,8 +527,8 @@ class RMT(DenseBackbone):
     def describe(self) -> str:
         return describe_arch(self.arch_settings)
 
-    @staticmethod
-    def describe_state_dict(state_dict: Dict[str, Tensor]) -> str:
+    @classmethod
+    def describe_state_dict(cls, state_dict: Dict[str, Tensor]) -> str:
         return describe_arch(arch_from_state_dict(state_dict))
 
     def hyperparam_buffers(self) -> List[str]:

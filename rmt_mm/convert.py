@@ -1,0 +1,81 @@
+"""Converting upstream checkpoints into backbone-only files for mmdet/mmseg.
+
+The converter must know every backbone family (it infers which one a file holds), so it reads
+the family table of :mod:`rmt_mm.models`; the loader it builds on, :mod:`rmt_mm.checkpoint`,
+knows none.
+"""
+from __future__ import annotations
+
+import json
+import os.path as osp
+from typing import Optional, Tuple, Type
+
+import torch
+
+from .checkpoint import (StateDict, check_state_dict, describe_checkpoint, read_checkpoint,
+                         to_backbone_state_dict)
+from .models import DEFAULT_FAMILY, FAMILIES
+from .models.base import DenseBackbone
+from .serialization import CheckpointError
+
+
+def infer_arch(model_cls: Type[DenseBackbone], state_dict: StateDict) -> str:
+    """The released arch of ``model_cls`` whose keys and shapes match ``state_dict``."""
+    matches = []
+    for arch in model_cls.arch_zoo:
+        with torch.device('meta'):
+            candidate = model_cls(arch=arch)
+        try:
+            check_state_dict(candidate, state_dict)
+        except CheckpointError:
+            continue
+        matches.append(arch)
+    if len(matches) != 1:
+        found = describe_checkpoint(model_cls, state_dict) or 'not a known layout'
+        raise CheckpointError(f'cannot infer the {model_cls.__name__} arch: the checkpoint '
+                              f'({found}) matches {matches or "no released arch"}; pass --arch')
+    return matches[0]
+
+
+def parse_arch(arch: Optional[str]) -> Tuple[Optional[Type[DenseBackbone]], Optional[object]]:
+    """``'s'``, ``'rmt_small'``, ``'restv2_tiny'`` or a JSON dict of hyper-parameters (with an
+    optional ``"backbone": "ResTV2"``) -> (backbone class, arch)."""
+    if arch is None:
+        return None, None
+    if arch.lstrip().startswith('{'):
+        cfg = json.loads(arch)
+        family = str(cfg.pop('backbone', DEFAULT_FAMILY)).lower()
+        if family not in FAMILIES:
+            raise ValueError(f'unknown backbone {family!r} in --arch; expected {sorted(FAMILIES)}')
+        return FAMILIES[family], cfg
+    family, _, name = arch.lower().replace('-', '_').partition('_')
+    if name and family in FAMILIES:
+        return FAMILIES[family], name
+    return FAMILIES[DEFAULT_FAMILY], arch
+
+
+def convert_checkpoint(src: str, dst: str, arch: Optional[str] = None,
+                       use_ema: bool = False) -> dict:
+    """Write ``src`` (any supported layout) as an mmengine checkpoint holding only backbone
+    weights, after checking every key and shape against ``arch`` (inferred when ``None``)."""
+    state_dict, layout = read_checkpoint(src, use_ema)
+    model_cls, arch_cfg = parse_arch(arch)
+    if model_cls is None:
+        found, reasons = {}, []
+        for cls in FAMILIES.values():
+            try:
+                found[cls] = infer_arch(cls, to_backbone_state_dict(state_dict, cls)[0])
+            except CheckpointError as err:
+                reasons.append(str(err).replace('; pass --arch', ''))
+        if len(found) != 1:
+            raise CheckpointError(f'ambiguous arch {found}' if found else
+                                  '; '.join(reasons) + '; pass --arch')
+        (model_cls, arch_cfg), = found.items()
+    backbone, dropped = to_backbone_state_dict(state_dict, model_cls)
+    model = model_cls(arch=arch_cfg)
+    fresh = check_state_dict(model, backbone)
+    meta = dict(backbone=model_cls.__name__, arch=arch_cfg, description=model.describe(),
+                source=osp.basename(src), layout=layout, ema=use_ema, dropped_keys=dropped,
+                not_in_checkpoint=fresh)
+    torch.save(dict(state_dict=backbone, meta=meta), dst)
+    return meta

@@ -1,0 +1,125 @@
+"""The package's module graph: no import cycles, and every module importable on its own."""
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Dict, Set
+
+import rmt_mm
+
+PACKAGE = Path(rmt_mm.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix('').parts
+    return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+MODULES = sorted(module_name(p) for p in PACKAGE.rglob('*.py'))
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == 'TYPE_CHECKING') or (
+        isinstance(test, ast.Attribute) and test.attr == 'TYPE_CHECKING')
+
+
+def package_imports(path: Path) -> Set[str]:
+    """Modules of the package that ``path`` imports anywhere (also inside functions, where a
+    deferred import only hides a cycle), except under ``if TYPE_CHECKING:``."""
+    name = module_name(path)
+    base = name if path.name == '__init__.py' else name.rpartition('.')[0]
+    found: Set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base.split('.')[:len(base.split('.')) - node.level + 1]
+                target = '.'.join(anchor + ([node.module] if node.module else []))
+            else:
+                target = node.module or ''
+            for alias in node.names:
+                sub = f'{target}.{alias.name}'
+                found.add(sub if sub in MODULES else target)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {m for m in found if m in MODULES and m != name}
+
+
+def import_graph() -> Dict[str, Set[str]]:
+    return {module_name(p): package_imports(p) for p in PACKAGE.rglob('*.py')}
+
+
+def find_cycle(graph: Dict[str, Set[str]]):
+    state: Dict[str, int] = {}
+    stack = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_cycle():
+    assert find_cycle(import_graph()) is None, ' -> '.join(find_cycle(import_graph()))
+
+
+def test_cycle_detector_sees_deferred_imports(tmp_path):
+    """The check above can fail: a function-level import that closes a loop is a cycle."""
+    graph = import_graph()
+    graph['rmt_mm.checkpoint'] = graph['rmt_mm.checkpoint'] | {'rmt_mm.models'}
+    assert find_cycle(graph) is not None
+
+
+def test_loader_knows_no_model_and_models_use_the_loader():
+    graph = import_graph()
+    assert not {m for m in graph['rmt_mm.checkpoint'] if m.startswith('rmt_mm.models')}
+    assert 'rmt_mm.checkpoint' in graph['rmt_mm.models.base']
+    assert 'rmt_mm.models' in graph['rmt_mm.convert']
+
+
+def test_every_module_imports_alone():
+    """Each module imported first in a fresh interpreter (forked after the third-party imports,
+    so the check costs one start-up rather than one per module)."""
+    script = textwrap.dedent(f"""
+        import importlib, os, sys
+        import torch, mmengine.model, mmcv.cnn  # noqa: F401  (shared, slow third-party imports)
+        failed = []
+        for name in {MODULES!r}:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    importlib.import_module(name)
+                except BaseException as err:
+                    print(f'{{name}}: {{type(err).__name__}}: {{err}}', file=sys.stderr)
+                    os._exit(1)
+                os._exit(0)
+            if os.waitpid(pid, 0)[1]:
+                failed.append(name)
+        print(failed)
+    """)
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == '[]', result.stderr
