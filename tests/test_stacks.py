@@ -14,9 +14,10 @@ PROVIDER = dict(openmmlab=dict(mmseg='mmsegmentation', mmdet='mmdet'),
                 onedl=dict(mmseg='onedl-mmsegmentation', mmdet='onedl-mmdetection'))
 
 
-def python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True,
-                          text=True, cwd=REPO, timeout=300)
+def python(*snippets: str) -> subprocess.CompletedProcess:
+    code = '\n'.join(textwrap.dedent(s) for s in snippets)
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
 
 
 def test_redirect_scopes_finds_the_installed_distribution():
@@ -54,15 +55,31 @@ def test_bases_resolve_before_rmt_mm_is_imported(config):
     assert result.stdout.split() == [scope, backbone, 'True']
 
 
+HOOK_REMOVED = """
+    import sys
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != '_RedirectOnImport']
+"""
+
+
 @pytest.mark.skipif(installed_stack() != 'onedl', reason='the OneDL fork only')
 def test_fork_fails_without_the_startup_hook():
     """The cause: without the hook, the fork's mmengine looks for a distribution named
     ``mmsegmentation``, which it does not have."""
-    result = python(f"""
-        import sys
-        sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != '_RedirectOnImport']
+    result = python(HOOK_REMOVED, f"""
         from mmengine.config import Config
         Config.fromfile({str(SEG_ROOT)!r})
     """)
     assert result.returncode != 0
     assert 'mmsegmentation is not installed' in result.stderr
+
+
+@pytest.mark.skipif(installed_stack() != 'onedl', reason='the OneDL fork only')
+def test_importing_rmt_mm_maps_scopes_without_the_startup_hook():
+    """For interpreters that skip site-packages' .pth files."""
+    result = python(HOOK_REMOVED, f"""
+        import rmt_mm
+        from mmengine.config import Config
+        print(Config.fromfile({str(SEG_ROOT)!r}).model.backbone.type)
+    """)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ['ResTV2']
