@@ -21,17 +21,19 @@ from PIL import Image
 PHOTO = Path(matplotlib.get_data_path()) / 'sample_data' / 'grace_hopper.jpg'
 DET_CONFIGS = {'RMT': 'maskrcnn_rmt_t_coco', 'ResT': 'maskrcnn_rest_s_coco',
                'ResTV2': 'maskrcnn_restv2_t_ms-3x_coco'}
-SEG_CONFIGS = {'RMT': 'fpn_rmt_t_ade20k-512x512-80k', 'ResTV2': 'upernet_restv2_t_ade20k-512x512-160k'}
+SEG_CONFIGS = {'RMT': 'fpn_rmt_t_ade20k-512x512-80k',
+               'ResTV2': 'upernet_restv2_t_ade20k-512x512-160k'}
+SIZES = {'odd.jpg': (173, 131), 'rgba.png': (173, 131), 'tall.jpg': (97, 151)}  # (W, H)
 
 
 @pytest.fixture(scope='module')
 def photos(tmp_path_factory):
-    """``{name: (path, (H, W))}``: the photo at two odd sizes, once as an RGBA PNG (mirrored,
-    with a transparency gradient) of the same size as the JPEG."""
+    """``{name: (path, (H, W))}``: the photo as JPEGs of two odd sizes (odd, tall) and as an
+    RGBA PNG the size of the first (mirrored, with a transparency gradient)."""
     root = tmp_path_factory.mktemp('photos')
     photo = Image.open(PHOTO).convert('RGB')
     made = {}
-    for name, (w, h) in (('odd.jpg', (173, 131)), ('rgba.png', (173, 131)), ('tall.jpg', (97, 151))):
+    for name, (w, h) in SIZES.items():
         im = photo.resize((w, h))
         if name == 'rgba.png':
             im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).convert('RGBA')
