@@ -27,7 +27,7 @@ TARGET = 'mmengine.config.utils'
 def redirect_scopes(module2package: Dict[str, str]) -> Dict[str, str]:
     """Point each importable scope whose distribution is missing at the installed distribution
     that provides its module; return ``{scope: new distribution}`` for what changed."""
-    from importlib.metadata import PackageNotFoundError, packages_distributions, version
+    from importlib.metadata import PackageNotFoundError, version
 
     providers: Optional[Dict[str, List[str]]] = None
     changed = {}
@@ -40,6 +40,7 @@ def redirect_scopes(module2package: Dict[str, str]) -> Dict[str, str]:
         if importlib.util.find_spec(module) is None:
             continue
         if providers is None:  # scans every installed distribution: only when needed
+            from importlib.metadata import packages_distributions  # Python >= 3.10, as the fork
             providers = packages_distributions()
         candidates = sorted(set(providers.get(module, ())))
         if len(candidates) == 1:
