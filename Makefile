@@ -1,5 +1,11 @@
-# `make demo` and `make test` each set up (or reuse) .venv first; see scripts/setup_env.sh.
-PY := .venv/bin/python
+# `make demo` and `make test` each set up (or reuse) the stack's venv first; see
+# scripts/setup_env.sh. STACK=openmmlab (default, .venv) or STACK=onedl (.venv-onedl).
+STACK ?= openmmlab
+VENV_openmmlab := .venv
+VENV_onedl := .venv-onedl
+RMT_MM_VENV ?= $(VENV_$(STACK))
+export STACK RMT_MM_VENV
+PY := $(RMT_MM_VENV)/bin/python
 PYTEST_ARGS ?=
 
 .PHONY: env demo demo-seg test zoo

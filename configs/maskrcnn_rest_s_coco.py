@@ -10,6 +10,10 @@ _base_ = [
     './_base_/schedules/rest_d2_1x.py', 'mmdet::_base_/default_runtime.py'
 ]
 
+# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
+# tools/train.py and test.py, `mim train`, the Inferencers.
+custom_imports = dict(imports=['rmt_mm'], allow_failed_imports=False)
+
 # Input normalisation (inherited from mmdet): RGB with ImageNet mean/std, the statistics the
 # ImageNet weights were trained with. Deliberately not upstream's: its v1 runs fed BGR images
 # with mean [103.53, 116.28, 123.675] and std 1 (a detectron2 default the authors later called

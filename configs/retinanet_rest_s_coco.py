@@ -12,6 +12,10 @@ _base_ = [
     './_base_/schedules/rest_d2_1x.py', 'mmdet::_base_/default_runtime.py'
 ]
 
+# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
+# tools/train.py and test.py, `mim train`, the Inferencers.
+custom_imports = dict(imports=['rmt_mm'], allow_failed_imports=False)
+
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -5,6 +5,10 @@
 # Batch: 2 images/GPU; `--auto-scale-lr` assumes 8 GPUs (16 images), a count upstream did not state.
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 
+# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
+# tools/train.py and test.py, `mim train`, the Inferencers.
+custom_imports = dict(imports=['rmt_mm'], allow_failed_imports=False)
+
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -9,6 +9,10 @@ _base_ = [
     'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
 ]
 
+# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
+# tools/train.py and test.py, `mim train`, the Inferencers.
+custom_imports = dict(imports=['rmt_mm'], allow_failed_imports=False)
+
 crop_size = (512, 512)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(

@@ -4,12 +4,16 @@ Importing :mod:`rmt_mm` (directly, via ``custom_imports`` or through ``tools/``)
 :func:`register_all_modules`, so configs can use ``type='RMT'`` (or ``'ResT'``, ``'ResTV2'``)
 under both the ``mmdet`` and ``mmseg`` scopes without further imports. Segmentation configs can also use the
 ``CheckSegLabels`` transform (mmseg scope only). ``ResTStageDecayOptimizerConstructor`` goes
-into mmengine's root registry, which every scope falls back to.
+into mmengine's root registry, which every scope falls back to. It also makes mmengine resolve
+``mmseg::``/``mmdet::`` bases on the OneDL fork (``_rmt_mm_scopes``; the installed ``.pth`` file
+does so at start-up already, this covers interpreters that skip it).
 """
 import importlib
 from typing import List
 
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+import _rmt_mm_scopes
 
 from .datasets import CheckSegLabels
 from .layer_decay import ResTStageDecayOptimizerConstructor
@@ -29,6 +33,7 @@ def _register(registry, classes) -> None:
 def register_all_modules() -> List[str]:
     """Add the backbones to each available scope's ``MODELS`` (and our transforms to its
     ``TRANSFORMS``) and the optimizer constructor to mmengine's; return the scopes served."""
+    _rmt_mm_scopes.install()
     _register(OPTIM_WRAPPER_CONSTRUCTORS, (ResTStageDecayOptimizerConstructor, ))
     served = []
     for scope in SCOPES:

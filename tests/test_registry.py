@@ -5,6 +5,8 @@ import textwrap
 
 import pytest
 import torch
+from config_families import CONFIG_DIR, FAMILIES, family_configs, load
+from mmengine.config import Config
 
 from rmt_mm.layer_decay import ResTStageDecayOptimizerConstructor
 from rmt_mm.models import RMT, ResT, ResTV2
@@ -50,3 +52,19 @@ def test_custom_imports_in_a_fresh_process(tmp_path):
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == 'RMT'
+
+
+CUSTOM_IMPORTS = dict(imports=['rmt_mm'], allow_failed_imports=False)
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_every_config_imports_rmt_mm(family):
+    """mmdet's/mmseg's own tools, `mim` and the Inferencers import only what a config names."""
+    for name in family_configs(family):
+        cfg, _ = load(name)
+        assert cfg.get('custom_imports') == CUSTOM_IMPORTS, name
+
+
+@pytest.mark.parametrize('config', sorted((CONFIG_DIR / 'demo').glob('*.py')), ids=lambda p: p.stem)
+def test_demo_configs_import_rmt_mm(config):
+    assert Config.fromfile(str(config)).get('custom_imports') == CUSTOM_IMPORTS

@@ -75,3 +75,10 @@ def test_rgb_label_map_is_refused(dataset_factory):
     Image.fromarray(np.asarray(Image.open(ann))).convert('RGB').save(ann)
     with pytest.raises(ValueError, match=rf'^{ann}: label map has shape \(\d+, \d+, 3\)'):
         build()[0]
+
+
+def test_samples_without_labels_pass_unchanged():
+    """mmseg's inference drops LoadAnnotations and keeps the rest of the test pipeline."""
+    from rmt_mm.datasets import CheckSegLabels
+    results = dict(img=np.zeros((5, 7, 3), np.uint8), ori_shape=(5, 7))
+    assert CheckSegLabels(num_classes=3)(dict(results)) == results

@@ -12,6 +12,8 @@ class CheckSegLabels(BaseTransform):
     (or is silently dropped by ``IoUMetric``), and a label map of another size fails deep in a
     crop or is compared to the wrong pixels. Place it right after ``LoadAnnotations``; it reads
     ``ori_shape``, so it also works in test pipelines that resize before loading labels.
+    Samples without a label map pass unchanged: mmseg's inference (``MMSegInferencer``,
+    ``inference_model``) drops ``LoadAnnotations`` from the test pipeline and keeps the rest.
 
     Args:
         num_classes: Number of classes the model predicts; valid labels after loading are
@@ -25,7 +27,9 @@ class CheckSegLabels(BaseTransform):
         self.ignore_index = ignore_index
 
     def transform(self, results: dict) -> dict:
-        seg = results['gt_seg_map']
+        seg = results.get('gt_seg_map')
+        if seg is None:
+            return results
         path = results.get('seg_map_path', '<label map>')
         if seg.ndim != 2:
             raise ValueError(f'{path}: label map has shape {tuple(seg.shape)}; expected one '
