@@ -40,13 +40,10 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
-# Annotations checked when loaded (rmt_mm.datasets.CheckedCocoDataset): a bad box, category,
-# polygon or image file stops the run naming it; bad_annotations='drop' drops them (logged).
+# COCO files checked when loaded; checkpoints loaded strictly, saved crash-safely (see
+# docs/checkpoints.md).
 train_dataloader = dict(
     dataset=dict(type='CheckedCocoDataset', pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
-test_dataloader = val_dataloader
-# Checkpoints load strictly (StrictLoadHook) and are written crash-safely; see
-# docs/checkpoints.md.
-default_hooks = dict(strict_load=dict(type='StrictLoadHook'),
-                     checkpoint=dict(type='AtomicCheckpointHook'))
+val_dataloader = test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+default_hooks = dict(
+    strict_load=dict(type='StrictLoadHook'), checkpoint=dict(type='AtomicCheckpointHook'))

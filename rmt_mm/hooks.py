@@ -39,15 +39,21 @@ class RNGStateHook(Hook):
     mmengine restores weights, optimizer, schedulers, iteration and the sampler's seed, but not
     torch's generator, which drop path and the RPN/RoI samplers draw from, nor numpy's and
     Python's, which the data pipeline's random transforms draw from: without this hook a resumed
-    run continues with different random numbers than an uninterrupted one. torch's state is
-    restored with the checkpoint; numpy's and Python's when the loop starts, and only if the
-    loop does not replay the skipped batches through the pipeline (which reproduces them).
+    run continues with different random numbers than an uninterrupted one.
+
+    Each state is set back where the uninterrupted run stood: numpy's and Python's before the
+    loop fetches data, unless the loop replays the skipped batches through the pipeline (which
+    reproduces them); torch's right before the first resumed iteration in an iteration loop
+    (a data loader iterator, created lazily by onedl-mmengine, draws its seed from torch's
+    generator), at the start of the loop in an epoch loop (whose new iterator draws as in the
+    uninterrupted run). A resume exactly where a finite sampler restarts its iterator draws
+    once less than the uninterrupted run.
     """
 
     priority = 'VERY_LOW'
 
     def __init__(self) -> None:
-        self._data_rng: Optional[dict] = None
+        self._pending: Optional[dict] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['rng_state'] = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(),
@@ -57,19 +63,28 @@ class RNGStateHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state: Optional[dict] = checkpoint.get('rng_state')
-        if state is None or not runner._resume:  # `load_from` alone starts a fresh run
+        if state is not None and runner._resume:  # `load_from` alone starts a fresh run
+            self._pending = state
+
+    def before_train(self, runner) -> None:
+        state, loop = self._pending, runner.train_loop
+        if state is None:
             return
+        if 'numpy' in state and not _replays_skipped_batches(loop):
+            np.random.set_state(state['numpy'])
+            random.setstate(state['python'])
+        if not isinstance(loop, IterBasedTrainLoop):
+            self._restore_torch()
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self._pending is not None:
+            self._restore_torch()
+
+    def _restore_torch(self) -> None:
+        state, self._pending = self._pending, None
         torch.set_rng_state(state['torch'])
         if 'cuda' in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda'])
-        self._data_rng = state if 'numpy' in state else None
-
-    def before_train(self, runner) -> None:
-        state, self._data_rng = self._data_rng, None
-        if state is None or _replays_skipped_batches(runner.train_loop):
-            return
-        np.random.set_state(state['numpy'])
-        random.setstate(state['python'])
 
 
 @HOOKS.register_module()

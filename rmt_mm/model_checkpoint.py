@@ -72,7 +72,7 @@ def describe_model(model: nn.Module) -> str:
     backbone = getattr(model, 'backbone', None)
     name = (backbone.describe() if isinstance(backbone, DenseBackbone)
             else type(backbone).__name__ if backbone is not None else 'no')
-    heads = [n for n, _ in model.named_children() if n not in _NOT_HEADS]
+    heads = sorted(n for n, _ in model.named_children() if n not in _NOT_HEADS)
     return f'{type(model).__name__} with {_describe(name, heads)}'
 
 

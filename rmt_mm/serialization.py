@@ -51,6 +51,8 @@ def _numpy_globals() -> List[Any]:
 
 
 SAFE_GLOBALS: List[Any] = [argparse.Namespace, HistoryBuffer] + _numpy_globals()
+#: How this module's own refusals start inside torch's unpickling error.
+_REFUSED = 'refused: '
 #: What a ``HistoryBuffer`` holds besides its statistics methods.
 _HISTORY_BUFFER_FIELDS = {'max_length': int, '_log_history': np.ndarray,
                           '_count_history': np.ndarray}
@@ -70,18 +72,19 @@ def _history_buffer_setstate(self: HistoryBuffer, state: Any) -> None:
     buffer of the process computes statistics; here a file may only name methods this process
     has registered, and its values for them are ignored."""
     if not isinstance(state, dict):
-        raise pickle.UnpicklingError(f'refused HistoryBuffer state of type {type(state).__name__}')
+        raise pickle.UnpicklingError(f'{_REFUSED}HistoryBuffer state of type '
+                                     f'{type(state).__name__}')
     state = dict(state)
     methods = state.pop('statistics_methods', None) or {}
     unknown = sorted(map(str, set(methods) - set(HistoryBuffer._statistics_methods)))
     if unknown:
         raise pickle.UnpicklingError(
-            f'refused HistoryBuffer statistics methods {unknown}: only methods registered in '
+            f'{_REFUSED}HistoryBuffer statistics methods {unknown}: only methods registered in '
             f'this process ({sorted(HistoryBuffer._statistics_methods)}) are accepted')
     for key, value in state.items():
         kind = _HISTORY_BUFFER_FIELDS.get(key)
         if kind is None or not isinstance(value, kind):
-            raise pickle.UnpicklingError(f'refused HistoryBuffer field {key!r} '
+            raise pickle.UnpicklingError(f'{_REFUSED}HistoryBuffer field {key!r} '
                                          f'({type(value).__name__})')
     self._set_default_statistics()
     self.__dict__.update(state)
@@ -154,11 +157,13 @@ def _unpickling_problem(message: str) -> str:
         found = re.search(pattern, message, re.MULTILINE)
         if found:
             return f'refused as unsafe: it {what} {found.group(1)}, which is not plain data'
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
-    detail = next((ln.split('WeightsUnpickler error:', 1)[1].strip() for ln in lines
-                   if 'WeightsUnpickler error:' in ln), '') or (lines[-1] if lines else '')
-    if detail.startswith('refused'):
-        return f'refused as unsafe: {detail}'
+    # torch puts the unpickler's own message after 'WeightsUnpickler error:', on that line or
+    # the next non-empty one, between paragraphs of advice.
+    after = message.split('WeightsUnpickler error:', 1)[-1]
+    lines = [ln.strip() for ln in after.splitlines() if ln.strip()]
+    detail = lines[0] if lines else ''
+    if detail.startswith(_REFUSED):
+        return f'refused as unsafe: {detail[len(_REFUSED):]}'
     return f'damaged: its pickled data cannot be read ({detail})'
 
 

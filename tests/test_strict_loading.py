@@ -35,7 +35,8 @@ def config(tmp_path_factory):
         f"{'train_pipeline' if split == 'train' else 'test_pipeline'}))"
         for split in ('train', 'val', 'test'))
     path.write_text(f"""_base_ = '{DEMO_CONFIG}'
-model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH})), neck=dict(in_channels={TINY_ARCH['embed_dims']}))
+model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH})),
+             neck=dict(in_channels={TINY_ARCH['embed_dims']}))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -277,9 +278,14 @@ def test_url_checkpoints_load_as_strictly_as_files(server, hub, model, good, mis
 
 @pytest.mark.slow
 def test_tools_with_urls(server, hub, config, misfit_files, good, tmp_path, capsys, no_compute):
-    """tools/test.py URL and load_from=URL: a misfit and an unreadable file are refused as for
-    local files."""
+    """tools/test.py URL and load_from=URL: a good file evaluates from the hub cache, a misfit
+    and an unreadable file are refused as for local files."""
     root, url = server
+    (root / 'tiny_det.pth').write_bytes(good.read_bytes())
+    assert load_tool('test')([str(config), f'{url}/tiny_det.pth', '--work-dir',
+                              str(tmp_path / 'ok')]) == 0
+    assert (hub / 'tiny_det.pth').is_file() and list((tmp_path / 'ok').glob('*/*.json'))
+    no_compute.clear()
     (root / 'rest.pth').write_bytes(misfit_files['ResT into an RMT config'].read_bytes())
     truncated, _, expected = write_unreadable('truncated', good, tmp_path)
     (root / 'truncated.pth').write_bytes(truncated.read_bytes())
