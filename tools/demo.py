@@ -66,9 +66,12 @@ def demo(args: argparse.Namespace) -> int:
     # Built without weights (init_cfg dropped: the checkpoint holds them all), then loaded
     # strictly: mmdet's init_detector would load a checkpoint that does not fit in part.
     cfg.model.backbone.init_cfg = None
-    with warnings.catch_warnings():  # its note that it uses COCO classes: they come next
-        warnings.filterwarnings('ignore', 'checkpoint is None', UserWarning)
+    with warnings.catch_warnings(record=True) as caught:
         model = init_detector(cfg, None, device=args.device)
+    for warning in caught:  # all but its note that it uses COCO classes: they come next
+        if 'checkpoint is None' not in str(warning.message):
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
     checkpoint = load_model_checkpoint(model, args.checkpoint, args.partial_load,
                                        args.allow_nonfinite)
     model.dataset_meta = {**model.dataset_meta, **dataset_meta(checkpoint)}
