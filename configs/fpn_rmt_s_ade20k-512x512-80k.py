@@ -37,5 +37,7 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=1e-6, power=0.9, by_epoch=False, begin=0, end=80000)
 ]
 train_cfg = dict(val_interval=4000)
-default_hooks = dict(checkpoint=dict(interval=4000))
+# Strict checkpoint loading, crash-safe checkpoints (docs/checkpoints.md).
+default_hooks = dict(strict_load=dict(type='StrictLoadHook'),
+                     checkpoint=dict(type='AtomicCheckpointHook', interval=4000))
 auto_scale_lr = dict(enable=False, base_batch_size=16)

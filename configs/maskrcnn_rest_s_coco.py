@@ -44,4 +44,10 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+# COCO files checked when loaded; checkpoints loaded strictly, saved crash-safely (see
+# docs/checkpoints.md).
+train_dataloader = dict(
+    dataset=dict(type='CheckedCocoDataset', pipeline=train_pipeline))
+val_dataloader = test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+default_hooks = dict(
+    strict_load=dict(type='StrictLoadHook'), checkpoint=dict(type='AtomicCheckpointHook'))

@@ -41,7 +41,13 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
-train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+# COCO files checked when loaded; checkpoints loaded strictly, saved crash-safely (see
+# docs/checkpoints.md).
+train_dataloader = dict(
+    dataset=dict(type='CheckedCocoDataset', pipeline=train_pipeline))
+val_dataloader = test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+default_hooks = dict(
+    strict_load=dict(type='StrictLoadHook'), checkpoint=dict(type='AtomicCheckpointHook'))
 
 # AdamW, weight decay 0.05 except on norm layers (detectron2 0.6: WEIGHT_DECAY_NORM 0), mixed
 # precision with a dynamic loss scale (AMP), and the full model's gradient L2 norm clipped to

@@ -23,7 +23,13 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/rmt_s_in1k.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))
 
-train_dataloader = dict(batch_size=2, num_workers=2)
+# COCO files checked when loaded; checkpoints loaded strictly, saved crash-safely (see
+# docs/checkpoints.md).
+train_dataloader = dict(batch_size=2, num_workers=2,
+                        dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+default_hooks = dict(
+    strict_load=dict(type='StrictLoadHook'), checkpoint=dict(type='AtomicCheckpointHook'))
 
 # AdamW without weight decay on parameters whose name contains 'norm': the block LayerNorms,
 # output norms and patch-merging BNs (not the stem BNs, named patch_embed.proj.N), as upstream.

@@ -22,7 +22,13 @@ model = dict(
     # As upstream, all four stages feed an FPN that starts at stage 2 (start_level=1).
     neck=dict(in_channels=[64, 128, 256, 512], start_level=1, add_extra_convs='on_input'))
 
-train_dataloader = dict(batch_size=2, num_workers=2)
+# COCO files checked when loaded; checkpoints loaded strictly, saved crash-safely (see
+# docs/checkpoints.md).
+train_dataloader = dict(batch_size=2, num_workers=2,
+                        dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+default_hooks = dict(
+    strict_load=dict(type='StrictLoadHook'), checkpoint=dict(type='AtomicCheckpointHook'))
 
 # Upstream: AdamW with weight decay 1e-4 on every parameter, static fp16 loss scale 512.
 optim_wrapper = dict(

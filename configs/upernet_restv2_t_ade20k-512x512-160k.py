@@ -46,4 +46,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000)
 ]
+# Strict checkpoint loading, crash-safe checkpoints (docs/checkpoints.md).
+default_hooks = dict(strict_load=dict(type='StrictLoadHook'),
+                     checkpoint=dict(type='AtomicCheckpointHook'))
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -46,5 +46,8 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000)
 ]
 train_cfg = dict(val_interval=8000)
-default_hooks = dict(checkpoint=dict(interval=8000, save_best='mIoU'))
+# Strict checkpoint loading, crash-safe checkpoints (docs/checkpoints.md).
+default_hooks = dict(
+    strict_load=dict(type='StrictLoadHook'),
+    checkpoint=dict(type='AtomicCheckpointHook', interval=8000, save_best='mIoU'))
 auto_scale_lr = dict(enable=False, base_batch_size=16)

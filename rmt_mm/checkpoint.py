@@ -9,7 +9,7 @@ through the contract of :class:`rmt_mm.models.base.DenseBackbone`; this module i
 from __future__ import annotations
 
 import os.path as osp
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Dict, List, Mapping, NamedTuple, Optional, Tuple, Type
 
 import torch
 from mmengine.logging import print_log
@@ -92,32 +92,100 @@ def to_backbone_state_dict(state_dict: StateDict, model_cls: Type[DenseBackbone]
     return {k: v for k, v in state_dict.items() if k.split('.', 1)[0] not in head}, dropped
 
 
-def check_state_dict(model: DenseBackbone, state_dict: StateDict) -> List[str]:
+class KeyDiff(NamedTuple):
+    """How a checkpoint's keys differ from a model's."""
+    missing: List[str]
+    unexpected: List[str]
+    mismatched: List[str]  # same key, other shape
+
+    def any(self) -> bool:
+        return bool(self.missing or self.unexpected or self.mismatched)
+
+
+def diff_keys(own: Mapping[str, Tensor], theirs: Mapping[str, Tensor],
+              optional: Tuple[str, ...] = ()) -> KeyDiff:
+    """Compare ``theirs`` (a checkpoint) with ``own`` (a model's state dict); keys of ``own``
+    starting with an ``optional`` prefix may be missing."""
+    return KeyDiff(
+        missing=sorted(k for k in own if k not in theirs and not k.startswith(optional)),
+        unexpected=sorted(k for k in theirs if k not in own),
+        mismatched=sorted(k for k in own.keys() & theirs.keys()
+                          if tuple(own[k].shape) != tuple(theirs[k].shape)))
+
+
+def describe_diff(diff: KeyDiff, own: Mapping[str, Tensor], theirs: Mapping[str, Tensor]) -> str:
+    """``'2 missing (e.g. ...), 1 shape mismatch (e.g. k: (81, 1024) in the checkpoint, ...)'``."""
+    parts = [f'{len(keys)} {label} (e.g. {keys[0]})'
+             for label, keys in (('missing', diff.missing), ('unexpected', diff.unexpected))
+             if keys]
+    if diff.mismatched:
+        key = diff.mismatched[0]
+        parts.append(f'{len(diff.mismatched)} shape mismatch (e.g. {key}: '
+                     f'{tuple(theirs[key].shape)} in the checkpoint, {tuple(own[key].shape)} in '
+                     'the model)')
+    return ', '.join(parts)
+
+
+def _dtype_kind(tensor: Tensor) -> str:
+    dtype = tensor.dtype
+    return ('bool' if dtype == torch.bool else 'complex' if dtype.is_complex else
+            'floating' if dtype.is_floating_point else 'integer')
+
+
+def check_tensors(state_dict: Mapping[str, Tensor], own: Mapping[str, Tensor],
+                  allow_nonfinite: bool = False) -> None:
+    """Refuse tensors that cannot be loaded as they are: without data (saved from a meta-device
+    model), of another kind of dtype than the model's (e.g. integer for floating point), or
+    holding NaN/Inf (unless ``allow_nonfinite``: a diverged run's weights are rarely wanted)."""
+    not_tensors = sorted(k for k, v in state_dict.items() if not isinstance(v, Tensor))
+    if not_tensors:
+        raise CheckpointError(f'{len(not_tensors)} entries are not tensors (e.g. '
+                              f'{not_tensors[0]}: {type(state_dict[not_tensors[0]]).__name__})')
+    no_data = sorted(k for k, v in state_dict.items() if v.is_meta)
+    if no_data:
+        raise CheckpointError(f'{len(no_data)} tensors have no data (e.g. {no_data[0]}; saved '
+                              'from a model on the meta device)')
+    kinds = sorted(k for k in state_dict.keys() & own.keys()
+                   if _dtype_kind(state_dict[k]) != _dtype_kind(own[k]))
+    if kinds:
+        key = kinds[0]
+        raise CheckpointError(f'{len(kinds)} tensors have the wrong kind of dtype (e.g. {key}: '
+                              f'{state_dict[key].dtype} in the checkpoint, {own[key].dtype} in '
+                              'the model)')
+    if not allow_nonfinite:
+        bad = sorted(k for k, v in state_dict.items()
+                     if (v.is_floating_point() or v.is_complex()) and not torch.isfinite(v).all())
+        if bad:
+            raise CheckpointError(f'{len(bad)} tensors hold NaN or Inf (e.g. {bad[0]}); such '
+                                  'weights are refused unless allow_nonfinite is set')
+
+
+def backbone_key_diff(model: DenseBackbone, state_dict: StateDict) -> KeyDiff:
+    """How ``state_dict``'s keys and shapes differ from ``model``'s; its dense-only keys may be
+    missing."""
+    return diff_keys(model.state_dict(), state_dict, tuple(type(model).dense_only_prefixes))
+
+
+def check_state_dict(model: DenseBackbone, state_dict: StateDict,
+                     allow_nonfinite: bool = False) -> List[str]:
     """Raise :class:`CheckpointError` unless ``state_dict`` fills every parameter and buffer of
-    ``model`` (except ``dense_only_prefixes``) with matching shapes and has no foreign keys.
+    ``model`` (except ``dense_only_prefixes``) with tensors of matching shape and kind of dtype,
+    all holding data (and finite values unless ``allow_nonfinite``), and has no foreign keys.
 
     Returns the dense-only keys the checkpoint lacks (they keep their initial values).
     """
     own = model.state_dict()
-    optional = tuple(type(model).dense_only_prefixes)
     name = type(model).__name__
     if not own.keys() & state_dict.keys():
         raise CheckpointError(f'no key of the checkpoint matches the {name} backbone (it starts '
                               f'with {sorted(state_dict)[:3]}); is it a {name} checkpoint?')
-    missing = [k for k in own if k not in state_dict and not k.startswith(optional)]
-    unexpected = [k for k in state_dict if k not in own]
-    mismatched = [k for k in own.keys() & state_dict.keys()
-                  if own[k].shape != state_dict[k].shape]
-    if missing or unexpected or mismatched:
+    diff = backbone_key_diff(model, state_dict)
+    if diff.any():
         found, wanted = describe_checkpoint(type(model), state_dict), model.describe()
         summary = (f'checkpoint is {found}, config asks for {wanted}'
                    if found and found != wanted else f'{name} checkpoint does not fit')
-        details = []
-        for label, keys in (('missing', missing), ('unexpected', unexpected),
-                            ('shape mismatch', mismatched)):
-            if keys:
-                details.append(f'{len(keys)} {label} (e.g. {sorted(keys)[0]})')
-        raise CheckpointError(f'{summary}: {", ".join(details)}')
+        raise CheckpointError(f'{summary}: {describe_diff(diff, own, state_dict)}')
+    check_tensors(state_dict, own, allow_nonfinite)
     _check_hyperparam_buffers(model, state_dict)
     return [k for k in own if k not in state_dict]
 
@@ -143,11 +211,15 @@ def describe_checkpoint(model_cls: Type[DenseBackbone], state_dict: StateDict) -
 
 
 def load_backbone_checkpoint(model: DenseBackbone, filename: str, prefix: Optional[str] = None,
-                             use_ema: bool = False) -> None:
-    """Load an upstream or converted checkpoint into ``model``, all-or-nothing."""
+                             use_ema: bool = False, allow_nonfinite: bool = False) -> None:
+    """Load an upstream or converted checkpoint into ``model``, all-or-nothing: everything is
+    validated before the first parameter is touched."""
     state_dict, layout = read_checkpoint(filename, use_ema)
-    state_dict, dropped = to_backbone_state_dict(state_dict, type(model), prefix)
-    fresh = check_state_dict(model, state_dict)
+    try:
+        state_dict, dropped = to_backbone_state_dict(state_dict, type(model), prefix)
+        fresh = check_state_dict(model, state_dict, allow_nonfinite)
+    except CheckpointError as err:
+        raise CheckpointError(f'{filename}: {err}') from None
     model.load_state_dict(state_dict, strict=False)
     print_log(f'{type(model).__name__}: loaded {len(state_dict)} tensors from '
               f'{osp.basename(filename)} ({layout} layout); dropped {len(dropped)} non-backbone '

@@ -12,11 +12,11 @@ from typing import Optional, Tuple, Type
 
 import torch
 
-from .checkpoint import (StateDict, check_state_dict, describe_checkpoint, read_checkpoint,
-                         to_backbone_state_dict)
+from .checkpoint import (StateDict, backbone_key_diff, check_state_dict, describe_checkpoint,
+                         read_checkpoint, to_backbone_state_dict)
 from .models import DEFAULT_FAMILY, FAMILIES
 from .models.base import DenseBackbone
-from .serialization import CheckpointError
+from .serialization import CheckpointError, atomic_save
 
 
 def infer_arch(model_cls: Type[DenseBackbone], state_dict: StateDict) -> str:
@@ -25,11 +25,8 @@ def infer_arch(model_cls: Type[DenseBackbone], state_dict: StateDict) -> str:
     for arch in model_cls.arch_zoo:
         with torch.device('meta'):
             candidate = model_cls(arch=arch)
-        try:
-            check_state_dict(candidate, state_dict)
-        except CheckpointError:
-            continue
-        matches.append(arch)
+        if not backbone_key_diff(candidate, state_dict).any():  # keys and shapes decide
+            matches.append(arch)
     if len(matches) != 1:
         found = describe_checkpoint(model_cls, state_dict) or 'not a known layout'
         raise CheckpointError(f'cannot infer the {model_cls.__name__} arch: the checkpoint '
@@ -54,11 +51,23 @@ def parse_arch(arch: Optional[str]) -> Tuple[Optional[Type[DenseBackbone]], Opti
     return FAMILIES[DEFAULT_FAMILY], arch
 
 
-def convert_checkpoint(src: str, dst: str, arch: Optional[str] = None,
-                       use_ema: bool = False) -> dict:
+def convert_checkpoint(src: str, dst: str, arch: Optional[str] = None, use_ema: bool = False,
+                       allow_nonfinite: bool = False) -> dict:
     """Write ``src`` (any supported layout) as an mmengine checkpoint holding only backbone
-    weights, after checking every key and shape against ``arch`` (inferred when ``None``)."""
+    weights, after checking every key, shape, dtype and value against ``arch`` (inferred when
+    ``None``). Nothing is written unless all of it passes, and ``dst`` appears atomically."""
     state_dict, layout = read_checkpoint(src, use_ema)
+    try:
+        meta, backbone = _validated_backbone(state_dict, arch, allow_nonfinite)
+    except CheckpointError as err:
+        raise CheckpointError(f'{src}: {err}') from None
+    meta.update(source=osp.basename(src), layout=layout, ema=use_ema)
+    atomic_save(dict(state_dict=backbone, meta=meta), dst)
+    return meta
+
+
+def _validated_backbone(state_dict: StateDict, arch: Optional[str],
+                        allow_nonfinite: bool) -> Tuple[dict, StateDict]:
     model_cls, arch_cfg = parse_arch(arch)
     if model_cls is None:
         found, reasons = {}, []
@@ -73,9 +82,7 @@ def convert_checkpoint(src: str, dst: str, arch: Optional[str] = None,
         (model_cls, arch_cfg), = found.items()
     backbone, dropped = to_backbone_state_dict(state_dict, model_cls)
     model = model_cls(arch=arch_cfg)
-    fresh = check_state_dict(model, backbone)
+    fresh = check_state_dict(model, backbone, allow_nonfinite)
     meta = dict(backbone=model_cls.__name__, arch=arch_cfg, description=model.describe(),
-                source=osp.basename(src), layout=layout, ema=use_ema, dropped_keys=dropped,
-                not_in_checkpoint=fresh)
-    torch.save(dict(state_dict=backbone, meta=meta), dst)
-    return meta
+                dropped_keys=dropped, not_in_checkpoint=fresh)
+    return meta, backbone

@@ -1,20 +1,30 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: config loading for either codebase and
-fail-fast checks of the paths a run needs.
+"""What the tools share: config loading for either codebase, fail-fast checks of the paths and
+checkpoints a run needs, the safety hooks, and one-line errors.
 
 A config's ``default_scope`` (``mmdet`` or ``mmseg``, set by the ``mmdet::``/``mmseg::`` bases)
 picks the codebase, so one pair of tools serves detection and segmentation.
 """
+import argparse
 import datetime
 import importlib
+import logging
+import os
 import os.path as osp
-from typing import Iterator, Optional, Sequence, Tuple
+import re
+import sys
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from .datasets.coco_checks import DataError
+from .serialization import CheckpointError, check_checkpoint_file
+
 SUPPORTED_SCOPES = ('mmdet', 'mmseg')
+#: Set to 1 to see the traceback of a tool's error (as ``--debug`` does).
+DEBUG_ENV = 'RMT_MM_DEBUG'
 
 
 class ConfigError(ValueError):
@@ -26,9 +36,13 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     """Read ``path``, apply overrides, default the work dir and return ``(cfg, scope)``."""
     if not osp.isfile(path):
         raise ConfigError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    try:
+        cfg = Config.fromfile(path)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+    except Exception as err:  # mmengine reports syntax errors, bad bases, ... in many types
+        raise ConfigError(f'{path}: cannot read the config ({type(err).__name__}: '
+                          f'{_first_line(str(err))})') from err
     scope = cfg.get('default_scope')
     if scope not in SUPPORTED_SCOPES:
         raise ConfigError(f'{path}: default_scope is {scope!r}; expected one of '
@@ -40,6 +54,11 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
     return cfg, scope
+
+
+def _first_line(message: str) -> str:
+    message = message.strip()
+    return message.splitlines()[0] if message else ''
 
 
 def _dataset_paths(dataset: dict) -> Iterator[Tuple[str, str]]:
@@ -61,7 +80,8 @@ def _dataset_paths(dataset: dict) -> Iterator[Tuple[str, str]]:
 
 
 def check_paths(cfg: Config, splits: Sequence[str]) -> None:
-    """Fail before building anything if a checkpoint or data path of the run is missing."""
+    """Fail before building anything if a checkpoint or data path of the run is missing, or a
+    checkpoint cannot be read (:func:`rmt_mm.serialization.check_checkpoint_file`)."""
     problems = []
     checkpoints = [('load_from', cfg.get('load_from'))]
     backbone = cfg.get('model', {}).get('backbone') or {}
@@ -83,6 +103,88 @@ def check_paths(cfg: Config, splits: Sequence[str]) -> None:
                 problems.append(f'{split}_dataloader.dataset.{key}: not found: {path}')
     if problems:
         raise ConfigError('; '.join(problems))
+    for key, path in checkpoints:
+        if path:
+            try:
+                check_checkpoint_file(path)
+            except CheckpointError as err:
+                raise CheckpointError(f'{key}: {err}') from None
+
+
+def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
+                     allow_nonfinite: bool = False) -> None:
+    """Make sure the run loads checkpoints strictly and writes them crash-safely
+    (:mod:`rmt_mm.hooks`), also for configs that do not ask for it, and apply the tools'
+    ``--partial-load``/``--allow-nonfinite`` to the strict loader."""
+    hooks = cfg.setdefault('default_hooks', {})
+    strict = hooks.get('strict_load') or dict(type='StrictLoadHook')
+    if allow_partial:
+        strict['allow_partial'] = list(strict.get('allow_partial', [])) + list(allow_partial)
+    if allow_nonfinite:
+        strict['allow_nonfinite'] = True
+    hooks['strict_load'] = strict
+    checkpoint = hooks.get('checkpoint')
+    if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
+                                                             'mmengine.CheckpointHook'):
+        checkpoint['type'] = 'AtomicCheckpointHook'
+
+
+def add_loading_args(parser: argparse.ArgumentParser) -> None:
+    """``--partial-load`` and ``--allow-nonfinite`` for tools that load model checkpoints."""
+    parser.add_argument('--partial-load', nargs='+', default=[], metavar='PREFIX',
+                        help='let the keys under these prefixes (module names such as '
+                        'roi_head.bbox_head.fc_cls) be missing from the checkpoint or differ in '
+                        'shape; they keep their initial values and are logged')
+    parser.add_argument('--allow-nonfinite', action='store_true',
+                        help='load checkpoint weights that hold NaN or Inf (refused by default)')
+
+
+def add_debug_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--debug', action='store_true',
+                        help=f'show the traceback of an error (also {DEBUG_ENV}=1)')
+
+
+# mmengine's notes on its own deprecated file client, which its CheckpointHook creates on every
+# run: known-harmless, filtered in the tools' runners only (the tools also filter setuptools'
+# pkg_resources deprecation warning, before they import mmengine).
+_NOISE_LOG = re.compile(r'^"(FileClient" will be deprecated|HardDiskBackend" is the alias)')
+
+
+class _KnownNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _NOISE_LOG.match(record.getMessage())
+
+
+def quiet_known_noise(logger: logging.Logger) -> None:
+    """Filter mmengine's known-harmless file-client notes from ``logger``; nothing else."""
+    if not any(isinstance(f, _KnownNoise) for f in logger.filters):
+        logger.addFilter(_KnownNoise())
+
+
+def error_line(err: BaseException) -> str:
+    """One line for a tool's error: the message of the errors that name a bad input (also when
+    raised in a DataLoader worker, which wraps them in a traceback), else type and first line."""
+    message = str(err).strip()
+    if 'Original Traceback' in message:  # torch's worker wrapper: the last line is the error
+        message = re.sub(r'^[\w.]+: ', '', message.splitlines()[-1])
+    line = _first_line(message)
+    if isinstance(err, (ConfigError, CheckpointError, DataError, FileNotFoundError)):
+        return line
+    return (f'{type(err).__name__}: {line} (run with --debug or {DEBUG_ENV}=1 for the '
+            'traceback)')
+
+
+def run_cli(body: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a tool's ``body``; an error becomes one ``error: ...`` line on stderr and exit code 2
+    (config) or 1 (anything else), unless ``--debug``/``RMT_MM_DEBUG=1`` asks for the
+    traceback."""
+    try:
+        return body(args)
+    except Exception as err:
+        if getattr(args, 'debug', False) or os.environ.get(DEBUG_ENV) == '1':
+            raise
+        print(f'error: {error_line(err)}', file=sys.stderr)
+        return 2 if isinstance(err, ConfigError) else 1
 
 
 def setup_cpu_distributed(cfg: Config) -> None:

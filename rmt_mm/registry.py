@@ -3,10 +3,11 @@
 Importing :mod:`rmt_mm` (directly, via ``custom_imports`` or through ``tools/``) calls
 :func:`register_all_modules`, so configs can use ``type='RMT'`` (or ``'ResT'``, ``'ResTV2'``)
 under both the ``mmdet`` and ``mmseg`` scopes without further imports. Segmentation configs can also use the
-``CheckSegLabels`` transform (mmseg scope only). ``ResTStageDecayOptimizerConstructor`` goes
-into mmengine's root registry, which every scope falls back to. It also makes mmengine resolve
-``mmseg::``/``mmdet::`` bases on the OneDL fork (``_rmt_mm_scopes``; the installed ``.pth`` file
-does so at start-up already, this covers interpreters that skip it).
+``CheckSegLabels`` transform (mmseg scope only), detection configs the ``CheckedCocoDataset``
+(mmdet scope only). ``ResTStageDecayOptimizerConstructor`` goes into mmengine's root registry,
+which every scope falls back to. It also makes mmengine resolve ``mmseg::``/``mmdet::`` bases on
+the OneDL fork (``_rmt_mm_scopes``; the installed ``.pth`` file does so at start-up already, this
+covers interpreters that skip it).
 """
 import importlib
 from typing import List
@@ -43,5 +44,8 @@ def register_all_modules() -> List[str]:
             continue
         _register(registries.MODELS, BACKBONES)
         _register(registries.TRANSFORMS, TRANSFORMS.get(scope, ()))
+        if scope == 'mmdet':  # subclasses mmdet's CocoDataset, so imported only with mmdet
+            from .datasets.checked_coco import CheckedCocoDataset
+            _register(registries.DATASETS, (CheckedCocoDataset, ))
         served.append(scope)
     return served

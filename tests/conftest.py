@@ -34,6 +34,10 @@ def rmt_manifest(rmt_fixtures) -> dict:
     return json.loads((rmt_fixtures / 'manifest.json').read_text())
 
 
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: end-to-end tool runs (deselect with -m "not slow")')
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

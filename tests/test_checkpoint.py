@@ -1,20 +1,18 @@
 """Conversion of upstream checkpoints, safe unpickling and one-line errors for bad input."""
 import argparse
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from bad_inputs import GetattrChain, RunsCode
 
 from rmt_mm.checkpoint import load_backbone_checkpoint, read_checkpoint
 from rmt_mm.convert import infer_arch
 from rmt_mm.models import RMT
 from rmt_mm.serialization import CheckpointError, safe_load
-
-
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'convert_imagenet_ckpt.py'
@@ -75,7 +73,8 @@ def test_wrong_arch_is_named(tmp_path):
     torch.save({'model': RMT(arch='b').state_dict()}, src)
     result = run_tool(src, tmp_path / 'out.pth', '--arch', 's')
     assert result.returncode == 1
-    assert result.stderr.startswith('error: checkpoint is RMT-B (embed_dims [80, 160, 320, 512]')
+    assert result.stderr.startswith(f'error: {src}: checkpoint is RMT-B (embed_dims [80, 160, '
+                                    '320, 512]')
     assert 'config asks for RMT-S' in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / 'out.pth').exists()
@@ -87,11 +86,11 @@ def test_custom_arch_cannot_be_inferred(rmt_fixtures, tmp_path):
 
 
 def test_config_arch_mismatch_in_init_cfg(rmt_fixtures):
-    model = RMT(arch='s', init_cfg=dict(
-        type='Pretrained', checkpoint=str(rmt_fixtures / 'tiny_c1100_cls_deit_format.pth')))
+    path = rmt_fixtures / 'tiny_c1100_cls_deit_format.pth'
+    model = RMT(arch='s', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     before = model.state_dict()['layers.0.blocks.0.ffn.fc1.weight'].clone()
-    with pytest.raises(CheckpointError, match=r'^checkpoint is a custom RMT .* config asks for '
-                       r'RMT-S'):
+    with pytest.raises(CheckpointError, match=rf'^{path}: checkpoint is a custom RMT .* config '
+                       r'asks for RMT-S'):
         model.init_weights()
     # All-or-nothing: nothing was loaded.
     assert torch.equal(before, model.state_dict()['layers.0.blocks.0.ffn.fc1.weight'])
@@ -145,30 +144,12 @@ def test_ema_requested_but_absent(rmt_fixtures, mini):
             use_ema=True)
 
 
-class _RunsCode:
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.target}', ))
-
-
-class _GetattrChain:
-    """What a crafted checkpoint would use if builtins.getattr were allow-listed."""
-
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (getattr, (argparse.Namespace, '__init__'))
-
-
-@pytest.mark.parametrize('payload', [_RunsCode, _GetattrChain])
+@pytest.mark.parametrize('payload', [RunsCode, GetattrChain])
 def test_code_in_pickle_is_refused_without_running(tmp_path, payload):
     marker = tmp_path / 'pwned'
     evil = tmp_path / 'evil.pth'
     torch.save({'state_dict': {'x': torch.zeros(1)}, 'meta': payload(marker)}, evil)
-    with pytest.raises(CheckpointError, match='refused to unpickle'):
+    with pytest.raises(CheckpointError, match=f'^{evil}: refused as unsafe: it references '):
         safe_load(str(evil))
     with pytest.raises(Exception):  # plain torch.load (as mmengine calls it) refuses too
         torch.load(evil)

@@ -10,11 +10,15 @@ ready for ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
     python tools/convert_imagenet_ckpt.py RMT-S.pth rmt_s_in1k.pth            # arch inferred
     python tools/convert_imagenet_ckpt.py RMT-S.pth rmt_s_in1k_ema.pth --ema --arch s
 """
-import argparse
-import sys
+import warnings
 
-from rmt_mm.convert import convert_checkpoint
-from rmt_mm.serialization import CheckpointError
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from rmt_mm.convert import convert_checkpoint, parse_arch  # noqa: E402
+from rmt_mm.launch import ConfigError, add_debug_arg, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,20 +31,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--ema', action='store_true',
                         help='take the EMA weights (default: the raw weights upstream '
                         'fine-tuned from)')
+    parser.add_argument('--allow-nonfinite', action='store_true',
+                        help='convert weights that hold NaN or Inf (refused by default)')
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def convert(args: argparse.Namespace) -> int:
     try:
-        meta = convert_checkpoint(args.src, args.dst, args.arch, args.ema)
-    except (CheckpointError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 1
+        parse_arch(args.arch)
+    except ValueError as err:  # also a JSON syntax error
+        raise ConfigError(f'--arch {args.arch}: {err}') from None
+    meta = convert_checkpoint(args.src, args.dst, args.arch, args.ema, args.allow_nonfinite)
     print(f'{meta["source"]} ({meta["layout"]}{", EMA" if meta["ema"] else ""}) -> {args.dst}: '
           f'{meta["description"]}; dropped {len(meta["dropped_keys"])} head keys; '
           f'not in checkpoint (initialised fresh): {meta["not_in_checkpoint"] or "none"}')
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(convert, parse_args(argv))
 
 
 if __name__ == '__main__':

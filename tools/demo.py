@@ -1,41 +1,80 @@
 #!/usr/bin/env python
 """Run a detector on one image and save it with boxes, masks and labels drawn by mmdet's
-visualizer."""
-import argparse
-import os.path as osp
-import sys
+visualizer. The checkpoint (a path or an http(s) URL) must fit the config's model exactly."""
+import warnings
 
-import mmcv
-from mmengine.config import DictAction
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
 
-import rmt_mm  # noqa: F401  (safe checkpoint loading + backbone registration)
+import argparse  # noqa: E402
+import os.path as osp  # noqa: E402
+import sys  # noqa: E402
+
+import mmcv  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+import rmt_mm  # noqa: E402,F401  (safe checkpoint loading + backbone registration)
+from rmt_mm.datasets.checked_coco import image_file_problem  # noqa: E402
+from rmt_mm.datasets.coco_checks import DataError  # noqa: E402
+from rmt_mm.launch import (ConfigError, add_debug_arg, add_loading_args,  # noqa: E402
+                           load_config, run_cli)
+from rmt_mm.model_checkpoint import load_model_checkpoint  # noqa: E402
+from rmt_mm.serialization import check_checkpoint_file  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('image', help='image file')
     parser.add_argument('config', help='detection config file')
-    parser.add_argument('checkpoint', help='trained checkpoint')
+    parser.add_argument('checkpoint', help='trained checkpoint (file or http(s) URL)')
     parser.add_argument('--out', default='result.png', help='where to write the drawing')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     parser.add_argument('--score-thr', type=float, default=0.3, help='hide lower scores')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
+    add_loading_args(parser)
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    missing = [p for p in (args.image, args.config, args.checkpoint) if not osp.isfile(p)]
+def dataset_meta(checkpoint: dict) -> dict:
+    """Class names (and palette) as mmdet's ``init_detector`` reads them from a checkpoint."""
+    meta = checkpoint.get('meta', {})
+    if 'dataset_meta' in meta:
+        return {k.lower(): v for k, v in meta['dataset_meta'].items()}
+    if 'CLASSES' in meta:  # mmdet 2.x
+        return {'classes': meta['CLASSES']}
+    return {}
+
+
+def demo(args: argparse.Namespace) -> int:
+    missing = [p for p in (args.image, args.config) if not osp.isfile(p)]
+    if not args.checkpoint.startswith(('http://', 'https://')) \
+            and not osp.isfile(args.checkpoint):
+        missing.append(args.checkpoint)
     if missing:
-        print(f'error: file not found: {", ".join(missing)}', file=sys.stderr)
-        return 2
+        raise ConfigError(f'file not found: {", ".join(missing)}')
+    problem = image_file_problem(args.image)
+    if problem:
+        raise DataError(f'{args.image}: {problem}')
+    check_checkpoint_file(args.checkpoint)
+    cfg, scope = load_config(args.config, args.cfg_options)
+    if scope != 'mmdet':
+        raise ConfigError(f'{args.config}: a {scope} config; tools/demo.py draws detections')
     from mmdet.apis import inference_detector, init_detector
     from mmdet.registry import VISUALIZERS
 
-    # init_detector drops the backbone's ImageNet init_cfg: the checkpoint holds all weights.
-    model = init_detector(args.config, args.checkpoint, device=args.device,
-                          cfg_options=args.cfg_options)
+    # Built without weights (init_cfg dropped: the checkpoint holds them all), then loaded
+    # strictly: mmdet's init_detector would load a checkpoint that does not fit in part.
+    cfg.model.backbone.init_cfg = None
+    with warnings.catch_warnings(record=True) as caught:
+        model = init_detector(cfg, None, device=args.device)
+    for warning in caught:  # all but its note that it uses COCO classes: they come next
+        if 'checkpoint is None' not in str(warning.message):
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
+    checkpoint = load_model_checkpoint(model, args.checkpoint, args.partial_load,
+                                       args.allow_nonfinite)
+    model.dataset_meta = {**model.dataset_meta, **dataset_meta(checkpoint)}
     result = inference_detector(model, args.image)
     visualizer = VISUALIZERS.build(model.cfg.visualizer)
     visualizer.dataset_meta = model.dataset_meta
@@ -45,6 +84,10 @@ def main(argv=None) -> int:
     kept = int((result.pred_instances.scores >= args.score_thr).sum())
     print(f'{kept} detections with score >= {args.score_thr} drawn to {args.out}')
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(demo, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -1,14 +1,20 @@
 #!/usr/bin/env python
 """Save a config's model as ``tools/train.py`` would start it (same seed, ``init_cfg`` loaded)
 so that ``tools/test.py`` can measure the untrained baseline a training run improves on."""
-import argparse
-import sys
+import warnings
 
-from mmengine.config import DictAction
-from mmengine.runner import Runner, save_checkpoint, weights_to_cpu
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
 
-import rmt_mm  # noqa: F401  (safe checkpoint loading + backbone registration)
-from rmt_mm.launch import ConfigError, check_paths, load_config
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.runner import Runner, weights_to_cpu  # noqa: E402
+
+import rmt_mm  # noqa: E402,F401  (safe checkpoint loading + backbone registration)
+from rmt_mm.launch import (add_debug_arg, check_paths, load_config,  # noqa: E402
+                           quiet_known_noise, run_cli)
+from rmt_mm.serialization import atomic_save  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -18,23 +24,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='the dir for the runner log')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config entries')
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        cfg, _ = load_config(args.config, args.cfg_options, args.work_dir)
-        check_paths(cfg, ())
-    except ConfigError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+def init_checkpoint(args: argparse.Namespace) -> int:
+    cfg, _ = load_config(args.config, args.cfg_options, args.work_dir)
+    check_paths(cfg, ())
     runner = Runner.from_cfg(cfg)  # seeds exactly as a training run does before building
+    quiet_known_noise(runner.logger)
     runner.model.init_weights()
-    save_checkpoint(dict(state_dict=weights_to_cpu(runner.model.state_dict()),
-                         meta=dict(iter=0, seed=runner.seed)), args.out)
+    atomic_save(dict(state_dict=weights_to_cpu(runner.model.state_dict()),
+                     meta=dict(iter=0, seed=runner.seed)), args.out)
     print(f'initial weights written to {args.out}')
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(init_checkpoint, parse_args(argv))
 
 
 if __name__ == '__main__':

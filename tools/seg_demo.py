@@ -5,19 +5,23 @@ compare the baseline's test metrics with the trained model's.
     python tools/seg_demo.py init CONFIG OUT.pth     # initialised, untrained weights
     python tools/seg_demo.py compare UNTRAINED_DIR TRAINED_DIR [--overlays DIR]
 """
-import argparse
-import glob
-import json
-import os
-import os.path as osp
-import sys
-from typing import Optional
+import warnings
 
-import torch
-from mmengine.registry import MODELS
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
 
-import rmt_mm  # noqa: F401  (backbone and transform registration)
-from rmt_mm.launch import load_config
+import argparse  # noqa: E402
+import glob  # noqa: E402
+import json  # noqa: E402
+import os.path as osp  # noqa: E402
+import sys  # noqa: E402
+from typing import Optional  # noqa: E402
+
+import torch  # noqa: E402
+from mmengine.registry import MODELS  # noqa: E402
+
+import rmt_mm  # noqa: E402,F401  (backbone and transform registration)
+from rmt_mm.launch import add_debug_arg, load_config, run_cli  # noqa: E402
+from rmt_mm.serialization import atomic_save  # noqa: E402
 
 
 def save_untrained(config: str, out: str, seed: int = 0) -> None:
@@ -26,9 +30,8 @@ def save_untrained(config: str, out: str, seed: int = 0) -> None:
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    torch.save({'state_dict': model.state_dict(), 'meta': dict(config=config, untrained=True)},
-               out)
+    atomic_save({'state_dict': model.state_dict(), 'meta': dict(config=config, untrained=True)},
+                out)
     print(f'saved untrained {config} weights to {out}')
 
 
@@ -52,8 +55,17 @@ def compare(untrained_dir: str, trained_dir: str, overlays: Optional[str] = None
               + (f', e.g. {pngs[0]}' if pngs else ''))
 
 
+def run(args: argparse.Namespace) -> int:
+    if args.cmd == 'init':
+        save_untrained(args.config, args.out, args.seed)
+    else:
+        compare(args.untrained_dir, args.trained_dir, args.overlays)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    add_debug_arg(parser)
     sub = parser.add_subparsers(dest='cmd', required=True)
     init = sub.add_parser('init', help='save untrained weights')
     init.add_argument('config')
@@ -63,12 +75,7 @@ def main(argv=None) -> int:
     cmp.add_argument('untrained_dir')
     cmp.add_argument('trained_dir')
     cmp.add_argument('--overlays', help='directory of overlay PNGs to point at')
-    args = parser.parse_args(argv)
-    if args.cmd == 'init':
-        save_untrained(args.config, args.out, args.seed)
-    else:
-        compare(args.untrained_dir, args.trained_dir, args.overlays)
-    return 0
+    return run_cli(run, parser.parse_args(argv))
 
 
 if __name__ == '__main__':

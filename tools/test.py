@@ -4,23 +4,31 @@ mmseg configs.
 
 Same flags and behaviour as mmdet 3.3's and mmseg 1.2's ``tools/test.py``. ``--out`` is a
 ``.pkl`` file of raw predictions for detection, a directory of label maps for segmentation.
+The checkpoint (a path or an http(s) URL) must fit the config's model exactly (see
+docs/checkpoints.md); errors are one line unless ``--debug``.
 """
-import argparse
-import os
-import sys
+import warnings
 
-from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
 
-import rmt_mm  # noqa: F401  (safe checkpoint loading + backbone registration)
-from rmt_mm.launch import ConfigError, check_paths, load_config, setup_cpu_distributed
+import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from mmengine.config import DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+import rmt_mm  # noqa: E402,F401  (safe checkpoint loading + backbone registration)
+from rmt_mm.launch import (ConfigError, add_debug_arg, add_loading_args,  # noqa: E402
+                           add_safety_hooks, check_paths, load_config, quiet_known_noise,
+                           run_cli, setup_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file or http(s) URL')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument('--out', help='detection: .pkl of predictions; segmentation: '
                         'directory for predicted label maps')
@@ -34,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (the '
                         "config's tta_model and tta_pipeline)")
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_loading_args(parser)
+    add_debug_arg(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -63,33 +73,34 @@ def enable_tta(cfg) -> None:
     cfg.model = cfg.tta_model
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        cfg, scope = load_config(args.config, args.cfg_options, args.work_dir)
-        cfg.launcher = args.launcher
-        cfg.load_from = args.checkpoint
-        if args.show or args.show_dir:
-            enable_visualization(cfg, args)
-        if args.tta:
-            enable_tta(cfg)
-        if args.out is not None:
-            if scope == 'mmdet' and not args.out.endswith(('.pkl', '.pickle')):
-                raise ConfigError('--out must be a .pkl file for detection')
-            if scope == 'mmseg':
-                cfg.test_evaluator['output_dir'] = args.out
-                cfg.test_evaluator['keep_results'] = True
-        check_paths(cfg, ('test', ))
-    except ConfigError as err:
-        print(f'error: {err}', file=sys.stderr)
-        return 2
+def test(args: argparse.Namespace) -> int:
+    cfg, scope = load_config(args.config, args.cfg_options, args.work_dir)
+    cfg.launcher = args.launcher
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args)
+    if args.tta:
+        enable_tta(cfg)
+    if args.out is not None:
+        if scope == 'mmdet' and not args.out.endswith(('.pkl', '.pickle')):
+            raise ConfigError('--out must be a .pkl file for detection')
+        if scope == 'mmseg':
+            cfg.test_evaluator['output_dir'] = args.out
+            cfg.test_evaluator['keep_results'] = True
+    add_safety_hooks(cfg, args.partial_load, args.allow_nonfinite)
+    check_paths(cfg, ('test', ))
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    quiet_known_noise(runner.logger)
     if args.out is not None and scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     runner.test()
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(test, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -1,0 +1,164 @@
+"""Unreadable and unsafe checkpoint files through every entry point that accepts one: one line
+naming the file and the problem, nothing built or written, no payload run; good files load."""
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from bad_inputs import UNREADABLE, assert_one_line_error, load_tool, write_unreadable
+from det_utils import DEMO_CONFIG, REPO, data_options
+from mmengine.runner import load_checkpoint
+from toy_runner import MINI
+
+from rmt_mm.checkpoint import load_backbone_checkpoint
+from rmt_mm.datasets import make_shapes_coco
+from rmt_mm.model_checkpoint import load_model_checkpoint
+from rmt_mm.models import RMT
+from rmt_mm.serialization import CheckpointError, safe_load
+
+KINDS = sorted(UNREADABLE)
+
+
+@pytest.fixture(scope='module')
+def good(tmp_path_factory):
+    """A backbone checkpoint (the converter's layout) of the toy arch."""
+    path = tmp_path_factory.mktemp('good') / 'rmt_mini.pth'
+    torch.save({'state_dict': RMT(arch=MINI).state_dict(), 'meta': {}}, path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp('shapes')
+    make_shapes_coco(str(root), num_train=2, num_val=2, seed=1, size_range=(64, 80))
+    return str(root)
+
+
+@pytest.fixture(params=KINDS)
+def bad(request, good, tmp_path):
+    path, marker, expected = write_unreadable(request.param, good, tmp_path)
+    yield path, expected
+    assert not marker.exists(), 'a code payload ran'
+
+
+def _unchanged(model, before):
+    return all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+# ---------------------------------------------------------------------------- Python API
+def _api_safe_load(path):
+    safe_load(str(path))
+
+
+def _api_backbone_loader(path):
+    load_backbone_checkpoint(RMT(arch=MINI), str(path))
+
+
+def _api_init_cfg(path):
+    RMT(arch=MINI, init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+
+
+def _api_model_loader(path):
+    load_model_checkpoint(RMT(arch=MINI), str(path))
+
+
+def _api_mmengine_loader(path):  # any mmengine path: load_from, resume, other modules' init_cfg
+    load_checkpoint(RMT(arch=MINI), str(path))
+
+
+@pytest.mark.parametrize('entry', [_api_safe_load, _api_backbone_loader, _api_init_cfg,
+                                   _api_model_loader, _api_mmengine_loader],
+                         ids=lambda f: f.__name__[5:])
+def test_python_api(bad, entry):
+    path, expected = bad
+    with pytest.raises(CheckpointError) as info:
+        entry(path)
+    message = str(info.value)
+    assert message.startswith(f'{path}: {expected}') and '\n' not in message, message
+    assert 'weights_only' not in message and 'trust' not in message
+
+
+def test_loader_touches_nothing_when_refusing(good, tmp_path):
+    path, _, _ = write_unreadable('tensor data short', good, tmp_path)
+    model = RMT(arch=MINI)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError):
+        load_backbone_checkpoint(model, str(path))
+    assert _unchanged(model, before)
+
+
+# ---------------------------------------------------------------------------- tools
+def _run(tool, argv, capsys):
+    code = load_tool(tool)(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_tools(kind, good, shapes, tmp_path, capsys):
+    """test.py CKPT, train.py --resume PATH / load_from / init_cfg, demo.py and the converter,
+    for one kind of bad file: each stops before building anything, writes nothing."""
+    path, marker, expected = write_unreadable(kind, good, tmp_path)
+    work = tmp_path / 'work'
+    base = [str(DEMO_CONFIG), '--work-dir', str(work)]
+    opts = ['--cfg-options', *data_options(shapes)]
+    init_cfg = tmp_path / 'pretrained_cfg.py'
+    init_cfg.write_text(f"_base_ = '{DEMO_CONFIG}'\nmodel = dict(backbone=dict(init_cfg=dict("
+                        f"_delete_=True, type='Pretrained', checkpoint='{path}')))\n")
+    image = f'{shapes}/val/000001.png'
+    runs = {
+        'test.py': ('test', [str(DEMO_CONFIG), str(path), '--work-dir', str(work), '--out',
+                             str(tmp_path / 'p.pkl'), *opts], 'load_from: '),
+        'train.py --resume': ('train', [*base, '--resume', str(path), *opts], 'load_from: '),
+        'train.py load_from': ('train', [*base, *opts, f'load_from={path}'], 'load_from: '),
+        'train.py init_cfg': ('train', [str(init_cfg), '--work-dir', str(work), *opts],
+                              'model.backbone.init_cfg.checkpoint: '),
+        'demo.py': ('demo', [image, str(DEMO_CONFIG), str(path), '--out',
+                             str(tmp_path / 'out.png')], ''),
+        'converter': ('convert_imagenet_ckpt', [str(path), str(tmp_path / 'dst.pth')], ''),
+    }
+    for name, (tool, argv, prefix) in runs.items():
+        code, err = _run(tool, argv, capsys)
+        assert_one_line_error(code, err, f'{prefix}{path}: {expected}')
+        assert not work.exists(), name  # nothing was built
+    assert not any(tmp_path.glob('p.pkl')) and not any(tmp_path.glob('out.png'))
+    assert not (tmp_path / 'dst.pth').exists() and not marker.exists()
+
+
+def test_debug_shows_the_traceback(good, shapes, tmp_path, monkeypatch):
+    path, _, _ = write_unreadable('truncated', good, tmp_path)
+    argv = [str(DEMO_CONFIG), str(path), '--cfg-options', *data_options(shapes)]
+    with pytest.raises(CheckpointError):
+        load_tool('test')([*argv, '--debug'])
+    monkeypatch.setenv('RMT_MM_DEBUG', '1')
+    with pytest.raises(CheckpointError):
+        load_tool('test')(argv)
+
+
+@pytest.mark.slow
+def test_real_process_prints_one_line(good, shapes, tmp_path):
+    """As a user runs it: exit code 1 and one error line on stderr; nothing else there but the
+    installed stack's own warnings (none of ours, no traceback)."""
+    path, marker, expected = write_unreadable('code in pickle', good, tmp_path)
+    proc = subprocess.run([sys.executable, 'tools/test.py', str(DEMO_CONFIG), str(path),
+                           '--cfg-options', *data_options(shapes)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    *others, last = proc.stderr.strip().splitlines()
+    assert last == f'error: load_from: {path}: {expected}, which is not plain data (only ' \
+                   'tensors, numbers, strings and containers of them are loaded)'
+    assert all(re.match(r'^\S+:\d+: \w*Warning: |^  ', line) for line in others), others
+    assert 'pkg_resources' not in proc.stderr and not marker.exists()
+
+
+# ---------------------------------------------------------------------------- controls
+def test_good_files_still_load(good, tmp_path):
+    legacy = tmp_path / 'legacy.pth'
+    torch.save(torch.load(good, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    for path in (good, legacy):
+        model = RMT(arch=MINI)
+        load_backbone_checkpoint(model, str(path))
+        assert all(torch.equal(v, safe_load(str(good))['state_dict'][k])
+                   for k, v in model.state_dict().items())
+        load_model_checkpoint(RMT(arch=MINI), str(path))
+        load_checkpoint(RMT(arch=MINI), str(path))

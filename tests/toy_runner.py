@@ -1,0 +1,139 @@
+"""A tiny RMT classifier trained by mmengine's Runner in a second: the resume and crash tests'
+subject. Also a script (``python tests/toy_runner.py WORK_DIR [--plain] [--die-at-save N]``) so
+that a test can kill a real training process while it writes a checkpoint."""
+import argparse
+import os
+import signal
+import sys
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch import nn
+from torch.utils.data import Dataset
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from rmt_mm.models import RMT  # noqa: E402
+
+MINI = dict(embed_dims=[8, 16, 16, 16], depths=[1, 1, 1, 1], num_heads=[2, 2, 2, 2],
+            init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[2, 2, 2, 2],
+            chunkwise_recurrents=[True, True, False, False], layerscales=[False, False, True, True])
+
+
+class ToyClassifier(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.backbone = RMT(arch=MINI, drop_path_rate=0.0)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, inputs, labels, mode='tensor'):
+        logits = self.head(self.backbone(torch.stack(inputs))[-1].mean((2, 3)))
+        if mode == 'loss':
+            return dict(loss=nn.functional.cross_entropy(logits, torch.stack(labels)))
+        return logits
+
+
+class RandomImages(Dataset):
+    """Eight fixed images; ``augment`` adds numpy noise per sample, as a random transform
+    drawing from numpy's global generator would."""
+
+    def __init__(self, augment=False):
+        gen = torch.Generator().manual_seed(0)
+        self.images = torch.randn(8, 3, 40, 52, generator=gen)
+        self.labels = torch.randint(0, 3, (8, ), generator=gen)
+        self.augment = augment
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = self.images[i]
+        if self.augment:
+            image = image + torch.from_numpy(np.random.rand(*image.shape).astype(np.float32))
+        return dict(inputs=image, labels=self.labels[i])
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAfter(Hook):
+    """Kills training right after the checkpoint of iteration (or epoch) ``n`` is written."""
+    priority = 'LOWEST'
+
+    def __init__(self, n, by_epoch=False):
+        self.n = n
+        self.by_epoch = by_epoch
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if not self.by_epoch and runner.iter + 1 == self.n:
+            raise Interrupt
+
+    def after_train_epoch(self, runner):
+        if self.by_epoch and runner.epoch + 1 == self.n:
+            raise Interrupt
+
+
+def make_runner(work_dir, max_iters=6, resume=False, hooks=None, interval=3,
+                checkpoint_type='CheckpointHook', max_keep_ckpts=-1, by_epoch=False,
+                augment=False, load_from=None):
+    torch.manual_seed(0)  # the model is built before the runner seeds
+    loop = (dict(by_epoch=True, max_epochs=max_iters) if by_epoch else
+            dict(by_epoch=False, max_iters=max_iters))
+    return Runner(
+        model=ToyClassifier(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(dataset=RandomImages(augment), sampler=dict(
+            type='DefaultSampler', shuffle=True), batch_size=2, num_workers=0),
+        train_cfg=loop,
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
+        param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
+                              end=4), dict(type='CosineAnnealingLR', by_epoch=False, begin=4,
+                                           end=max_iters * (4 if by_epoch else 1))],
+        default_hooks=dict(checkpoint=dict(type=checkpoint_type, interval=interval,
+                                           by_epoch=by_epoch, max_keep_ckpts=max_keep_ckpts),
+                           logger=dict(type='LoggerHook', interval=1)),
+        randomness=dict(seed=7, deterministic=True),
+        resume=resume,
+        load_from=load_from,
+        custom_hooks=hooks,
+        default_scope='mmengine')
+
+
+def _die_during_save(n: int, atomic: bool) -> None:
+    """Make the ``n``-th checkpoint write stop halfway with SIGKILL: a crash while a checkpoint
+    is being written, through ``AtomicCheckpointHook``'s backend or mmengine's plain one."""
+    from mmengine.fileio import LocalBackend
+
+    from rmt_mm.serialization import AtomicLocalBackend, atomic_open
+    backend = AtomicLocalBackend if atomic else LocalBackend
+    original, count = backend.put, [0]
+
+    def put(self, obj, filepath):
+        if str(filepath).endswith('.pth'):
+            count[0] += 1
+            if count[0] == n:
+                with (atomic_open(str(filepath)) if atomic else open(filepath, 'wb')) as f:
+                    f.write(obj[:len(obj) // 2])
+                    f.flush()
+                    os.kill(os.getpid(), signal.SIGKILL)
+        original(self, obj, filepath)
+
+    backend.put = put
+
+
+if __name__ == '__main__':
+    import rmt_mm  # noqa: F401  (the hooks)
+    parser = argparse.ArgumentParser()
+    parser.add_argument('work_dir')
+    parser.add_argument('--plain', action='store_true', help="mmengine's CheckpointHook")
+    parser.add_argument('--die-at-save', type=int)
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', torch.get_num_threads())))
+    if args.die_at_save:
+        _die_during_save(args.die_at_save, atomic=not args.plain)
+    make_runner(args.work_dir, interval=2, hooks=[dict(type='RNGStateHook')],
+                checkpoint_type='CheckpointHook' if args.plain else 'AtomicCheckpointHook').train()
