@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rmt_mm.models import RMT
-from rmt_mm.models import masa, rmt
+from rmt_mm.models import masa, masa_blocked, speedups
 
 MINI = dict(embed_dims=[16, 32, 64, 96], depths=[1, 1, 2, 1], num_heads=[2, 2, 4, 4],
             init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[3, 3, 3, 3],
@@ -27,8 +27,8 @@ def block_mode(request, monkeypatch):
     """``many blocks`` forces every kernel through its block loops with tiny blocks."""
     if request.param == 'many blocks':
         monkeypatch.setattr(masa, 'FULL_BIAS_BLOCK_ELEMS', 300)
-        monkeypatch.setattr(masa, 'BLOCK_ELEMS', 300)
-        monkeypatch.setattr(rmt, 'FFN_CHUNK_ELEMS', 1000)  # FFN row chunks of 1-3 rows
+        monkeypatch.setattr(masa_blocked, 'BLOCK_ELEMS', 300)
+        monkeypatch.setattr(speedups, 'FFN_CHUNK_ELEMS', 1000)  # FFN row chunks of 1-3 rows
     return request.param
 
 
@@ -100,7 +100,8 @@ def test_blocked_backward_passes_gradcheck(decomposed, block_mode):
                           for n in (h, w))
         q, k, v = (torch.randn(2, h, w, heads, d, dtype=torch.float64, requires_grad=True)
                    for _ in range(3))
-        kernel = masa.masa_decomposed_blocked if decomposed else masa.masa_full_blocked
+        kernel = (masa_blocked.masa_decomposed_blocked if decomposed
+                  else masa_blocked.masa_full_blocked)
         assert torch.autograd.gradcheck(lambda *t: kernel(*t, bias_h, bias_w), (q, k, v))
 
 
@@ -108,7 +109,7 @@ def test_blocked_backward_passes_gradcheck(decomposed, block_mode):
 def test_full_attention_block_splits(monkeypatch, block_elems):
     """Blocks of several rows of all heads, of one row of some heads (3 heads in groups of 2)
     and of one row of one head, with a partial last block: forward and gradients exact."""
-    monkeypatch.setattr(masa, 'BLOCK_ELEMS', block_elems)
+    monkeypatch.setattr(masa_blocked, 'BLOCK_ELEMS', block_elems)
     torch.manual_seed(0)
     h, w, heads, d = 7, 9, 3, 4
     decay = torch.log(1 - 2**(-2 - torch.arange(heads, dtype=torch.float64) / heads))
@@ -119,9 +120,9 @@ def test_full_attention_block_splits(monkeypatch, block_elems):
                for _ in range(3))
     grad_out = torch.randn(2, h, w, heads, d, dtype=torch.float64)
     ref = masa.masa_full(q, k, v, grid)
-    out = masa.masa_full_blocked(q, k, v, bias_h, bias_w)
+    out = masa_blocked.masa_full_blocked(q, k, v, bias_h, bias_w)
     with torch.no_grad():
-        assert torch.allclose(masa.masa_full_blocked(q, k, v, bias_h, bias_w), ref)
+        assert torch.allclose(masa_blocked.masa_full_blocked(q, k, v, bias_h, bias_w), ref)
     assert torch.allclose(out, ref)
     for a, b in zip(torch.autograd.grad(out, (q, k, v), grad_out),
                     torch.autograd.grad(ref, (q, k, v), grad_out)):
@@ -132,7 +133,7 @@ def test_full_attention_block_splits(monkeypatch, block_elems):
 def test_full_attention_keeps_no_square_tensor(monkeypatch, impl):
     """Under autograd the fast kernels save only O(L) tensors for backward."""
     monkeypatch.setattr(masa, 'FULL_BIAS_BLOCK_ELEMS', 4 * 64 * 8)
-    monkeypatch.setattr(masa, 'BLOCK_ELEMS', 4 * 64 * 32)
+    monkeypatch.setattr(masa_blocked, 'BLOCK_ELEMS', 4 * 64 * 32)
     heads, h, w, d = 4, 8, 16, 16
     length = h * w
     q, k, v = (torch.randn(1, h, w, heads, d, requires_grad=True) for _ in range(3))
@@ -145,7 +146,7 @@ def test_full_attention_keeps_no_square_tensor(monkeypatch, impl):
         if impl == 'sdpa':
             out = masa.masa_full_sdpa(q, k, v, decay)
         else:
-            out = masa.masa_full_blocked(q, k, v, bias_h, bias_w)
+            out = masa_blocked.masa_full_blocked(q, k, v, bias_h, bias_w)
     assert saved and all(shape.numel() < length * length for shape in saved)
     out.sum().backward()
     assert torch.isfinite(q.grad).all()
