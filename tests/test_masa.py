@@ -22,6 +22,12 @@ def rel_err(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
+def _weighted_sum(outs):
+    """A loss whose gradients are not rounding noise (a plain sum of squares leaves, e.g.,
+    the key biases' gradients, which are zero in exact arithmetic, pure noise)."""
+    return sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+
+
 @pytest.fixture(params=['one block', 'many blocks'])
 def block_mode(request, monkeypatch):
     """``many blocks`` forces every kernel through its block loops with tiny blocks."""
@@ -43,7 +49,7 @@ def test_forward_and_gradients_match_reference(impl, hw, block_mode, record_pari
     for model in (ref, fast):
         xi = x.clone().requires_grad_()
         outs = model.train()(xi)
-        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        _weighted_sum(outs).backward()
         grads.append((outs, xi.grad, {n: p.grad for n, p in model.named_parameters()}))
     (outs_r, gx_r, gp_r), (outs_f, gx_f, gp_f) = grads
     for a, b in zip(outs_f, outs_r):
@@ -167,3 +173,36 @@ def test_cached_tables_follow_loaded_buffers():
 def test_unknown_impl_is_reported():
     with pytest.raises(ValueError, match='attn_impl'):
         RMT(arch=MINI, attn_impl='flash9')
+
+
+def _speedup_flags(model):
+    block = model.layers[0].blocks[0]
+    return {block.inplace_residuals, block.retention.inplace_residuals,
+            block.ffn.inplace_residuals, block.ffn.row_chunks,
+            block.retention.lepe.slab_weight_grad}
+
+
+def test_cpu_speedups_are_one_switch_of_their_own():
+    """``cpu_speedups`` turns the three measures on or off with any kernel (by default: off
+    only for ``reference``), and the numbers do not move."""
+    assert _speedup_flags(RMT(arch=MINI, attn_impl='reference')) == {False}
+    assert _speedup_flags(RMT(arch=MINI, attn_impl='auto')) == {True}
+    torch.manual_seed(0)
+    base = RMT(arch=MINI, attn_impl='reference', cpu_speedups=False, drop_path_rate=0.0,
+               norm_eval=True)
+    x = torch.randn(2, 3, 40, 56)
+    with torch.no_grad():
+        expected = base.eval()(x)
+    _weighted_sum(base.train()(x)).backward()
+    for impl in ('reference', 'blocked'):
+        for on in (False, True):
+            model = RMT(arch=MINI, attn_impl=impl, cpu_speedups=on, drop_path_rate=0.0,
+                        norm_eval=True)
+            model.load_state_dict(base.state_dict())
+            assert _speedup_flags(model) == {on}
+            with torch.no_grad():
+                for a, b in zip(model.eval()(x), expected):
+                    assert rel_err(a, b) <= 1e-5, (impl, on)
+            _weighted_sum(model.train()(x)).backward()
+            for (name, p), q in zip(model.named_parameters(), base.parameters()):
+                assert rel_err(p.grad, q.grad) <= 1e-5, (impl, on, name)
