@@ -68,7 +68,8 @@ class RelPos2d(nn.Module):
         freqs = 1.0 / (10000**torch.linspace(0, 1, head_dims // 2))
         self.register_buffer('angle', freqs.repeat_interleave(2))
         heads = torch.arange(num_heads, dtype=torch.float)
-        self.register_buffer('decay', torch.log(1 - 2**(-init_value - heads_range * heads / num_heads)))
+        self.register_buffer('decay',
+                             torch.log(1 - 2**(-init_value - heads_range * heads / num_heads)))
         self._cache: 'OrderedDict[tuple, PositionTables]' = OrderedDict()
 
     def _phase_angles(self, h: int, w: int) -> Tensor:
