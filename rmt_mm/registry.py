@@ -20,7 +20,6 @@ from .datasets import CheckSegLabels
 from .layer_decay import ResTStageDecayOptimizerConstructor
 from .models import FAMILIES
 
-BACKBONES = tuple(FAMILIES.values())
 SCOPES = ('mmdet', 'mmseg')
 TRANSFORMS = dict(mmseg=(CheckSegLabels, ))
 
@@ -42,7 +41,7 @@ def register_all_modules() -> List[str]:
             registries = importlib.import_module(f'{scope}.registry')
         except ImportError:
             continue
-        _register(registries.MODELS, BACKBONES)
+        _register(registries.MODELS, FAMILIES.values())
         _register(registries.TRANSFORMS, TRANSFORMS.get(scope, ()))
         if scope == 'mmdet':  # subclasses mmdet's CocoDataset, so imported only with mmdet
             from .datasets.checked_coco import CheckedCocoDataset

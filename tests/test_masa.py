@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from rmt_mm.models import RMT
-from rmt_mm.models import masa, rmt
+from rmt_mm.models import masa, masa_blocked, speedups
 
 MINI = dict(embed_dims=[16, 32, 64, 96], depths=[1, 1, 2, 1], num_heads=[2, 2, 4, 4],
             init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[3, 3, 3, 3],
@@ -22,13 +22,19 @@ def rel_err(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
+def _weighted_sum(outs):
+    """A loss whose gradients are not rounding noise (a plain sum of squares leaves, e.g.,
+    the key biases' gradients, which are zero in exact arithmetic, pure noise)."""
+    return sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+
+
 @pytest.fixture(params=['one block', 'many blocks'])
 def block_mode(request, monkeypatch):
     """``many blocks`` forces every kernel through its block loops with tiny blocks."""
     if request.param == 'many blocks':
         monkeypatch.setattr(masa, 'FULL_BIAS_BLOCK_ELEMS', 300)
-        monkeypatch.setattr(masa, 'BLOCK_ELEMS', 300)
-        monkeypatch.setattr(rmt, 'FFN_CHUNK_ELEMS', 1000)  # FFN row chunks of 1-3 rows
+        monkeypatch.setattr(masa_blocked, 'BLOCK_ELEMS', 300)
+        monkeypatch.setattr(speedups, 'FFN_CHUNK_ELEMS', 1000)  # FFN row chunks of 1-3 rows
     return request.param
 
 
@@ -43,7 +49,7 @@ def test_forward_and_gradients_match_reference(impl, hw, block_mode, record_pari
     for model in (ref, fast):
         xi = x.clone().requires_grad_()
         outs = model.train()(xi)
-        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs).backward()
+        _weighted_sum(outs).backward()
         grads.append((outs, xi.grad, {n: p.grad for n, p in model.named_parameters()}))
     (outs_r, gx_r, gp_r), (outs_f, gx_f, gp_f) = grads
     for a, b in zip(outs_f, outs_r):
@@ -100,7 +106,8 @@ def test_blocked_backward_passes_gradcheck(decomposed, block_mode):
                           for n in (h, w))
         q, k, v = (torch.randn(2, h, w, heads, d, dtype=torch.float64, requires_grad=True)
                    for _ in range(3))
-        kernel = masa.masa_decomposed_blocked if decomposed else masa.masa_full_blocked
+        kernel = (masa_blocked.masa_decomposed_blocked if decomposed
+                  else masa_blocked.masa_full_blocked)
         assert torch.autograd.gradcheck(lambda *t: kernel(*t, bias_h, bias_w), (q, k, v))
 
 
@@ -108,7 +115,7 @@ def test_blocked_backward_passes_gradcheck(decomposed, block_mode):
 def test_full_attention_block_splits(monkeypatch, block_elems):
     """Blocks of several rows of all heads, of one row of some heads (3 heads in groups of 2)
     and of one row of one head, with a partial last block: forward and gradients exact."""
-    monkeypatch.setattr(masa, 'BLOCK_ELEMS', block_elems)
+    monkeypatch.setattr(masa_blocked, 'BLOCK_ELEMS', block_elems)
     torch.manual_seed(0)
     h, w, heads, d = 7, 9, 3, 4
     decay = torch.log(1 - 2**(-2 - torch.arange(heads, dtype=torch.float64) / heads))
@@ -119,9 +126,9 @@ def test_full_attention_block_splits(monkeypatch, block_elems):
                for _ in range(3))
     grad_out = torch.randn(2, h, w, heads, d, dtype=torch.float64)
     ref = masa.masa_full(q, k, v, grid)
-    out = masa.masa_full_blocked(q, k, v, bias_h, bias_w)
+    out = masa_blocked.masa_full_blocked(q, k, v, bias_h, bias_w)
     with torch.no_grad():
-        assert torch.allclose(masa.masa_full_blocked(q, k, v, bias_h, bias_w), ref)
+        assert torch.allclose(masa_blocked.masa_full_blocked(q, k, v, bias_h, bias_w), ref)
     assert torch.allclose(out, ref)
     for a, b in zip(torch.autograd.grad(out, (q, k, v), grad_out),
                     torch.autograd.grad(ref, (q, k, v), grad_out)):
@@ -132,7 +139,7 @@ def test_full_attention_block_splits(monkeypatch, block_elems):
 def test_full_attention_keeps_no_square_tensor(monkeypatch, impl):
     """Under autograd the fast kernels save only O(L) tensors for backward."""
     monkeypatch.setattr(masa, 'FULL_BIAS_BLOCK_ELEMS', 4 * 64 * 8)
-    monkeypatch.setattr(masa, 'BLOCK_ELEMS', 4 * 64 * 32)
+    monkeypatch.setattr(masa_blocked, 'BLOCK_ELEMS', 4 * 64 * 32)
     heads, h, w, d = 4, 8, 16, 16
     length = h * w
     q, k, v = (torch.randn(1, h, w, heads, d, requires_grad=True) for _ in range(3))
@@ -145,7 +152,7 @@ def test_full_attention_keeps_no_square_tensor(monkeypatch, impl):
         if impl == 'sdpa':
             out = masa.masa_full_sdpa(q, k, v, decay)
         else:
-            out = masa.masa_full_blocked(q, k, v, bias_h, bias_w)
+            out = masa_blocked.masa_full_blocked(q, k, v, bias_h, bias_w)
     assert saved and all(shape.numel() < length * length for shape in saved)
     out.sum().backward()
     assert torch.isfinite(q.grad).all()
@@ -166,3 +173,36 @@ def test_cached_tables_follow_loaded_buffers():
 def test_unknown_impl_is_reported():
     with pytest.raises(ValueError, match='attn_impl'):
         RMT(arch=MINI, attn_impl='flash9')
+
+
+def _speedup_flags(model):
+    block = model.layers[0].blocks[0]
+    return {block.inplace_residuals, block.retention.inplace_residuals,
+            block.ffn.inplace_residuals, block.ffn.row_chunks,
+            block.retention.lepe.slab_weight_grad}
+
+
+def test_cpu_speedups_are_one_switch_of_their_own():
+    """``cpu_speedups`` turns the three measures on or off with any kernel (by default: off
+    only for ``reference``), and the numbers do not move."""
+    assert _speedup_flags(RMT(arch=MINI, attn_impl='reference')) == {False}
+    assert _speedup_flags(RMT(arch=MINI, attn_impl='auto')) == {True}
+    torch.manual_seed(0)
+    base = RMT(arch=MINI, attn_impl='reference', cpu_speedups=False, drop_path_rate=0.0,
+               norm_eval=True)
+    x = torch.randn(2, 3, 40, 56)
+    with torch.no_grad():
+        expected = base.eval()(x)
+    _weighted_sum(base.train()(x)).backward()
+    for impl in ('reference', 'blocked'):
+        for on in (False, True):
+            model = RMT(arch=MINI, attn_impl=impl, cpu_speedups=on, drop_path_rate=0.0,
+                        norm_eval=True)
+            model.load_state_dict(base.state_dict())
+            assert _speedup_flags(model) == {on}
+            with torch.no_grad():
+                for a, b in zip(model.eval()(x), expected):
+                    assert rel_err(a, b) <= 1e-5, (impl, on)
+            _weighted_sum(model.train()(x)).backward()
+            for (name, p), q in zip(model.named_parameters(), base.parameters()):
+                assert rel_err(p.grad, q.grad) <= 1e-5, (impl, on, name)

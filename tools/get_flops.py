@@ -12,7 +12,7 @@ explicit.
     python tools/get_flops.py --config configs/maskrcnn_rmt_s_coco.py --shape 800 1280
 """
 import argparse
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmengine.analysis import FlopAnalyzer
@@ -61,13 +61,13 @@ def build_from_config(path: str, shape: Tuple[int, int]) -> Tuple[nn.Module, tor
     return _TensorForward(model, [sample]), torch.randn(1, 3, h, w)
 
 
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument('--arch', help='RMT arch (t/s/b/l): count the backbone alone')
     group.add_argument('--config', help='mmdet/mmseg config: count the whole model')
     parser.add_argument('--shape', type=int, nargs=2, default=(800, 1280), metavar=('H', 'W'))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.arch:
         model = RMT(arch=args.arch, attn_impl='reference')
         inputs = torch.randn(1, 3, *args.shape)

@@ -1,37 +1,39 @@
-"""Attention kernels of MaSA (Manhattan Self-Attention).
+"""MaSA (Manhattan Self-Attention): its position prior and the one door to its kernels.
 
-Three implementations compute the same function:
+MaSA is softmax attention with a per-head bias ``decay_h * ManhattanDistance(i, j)`` on the
+logits and a 1-D rotary shift of queries and keys over the raster index. :class:`RelPos2d` holds
+the per-stage tables; :func:`masa` rotates, scales and attends with the kernel ``attn_impl``
+names. All kernels compute the same function:
 
 - ``reference``: the upstream algorithm, step by step (explicit logits, bias add, softmax). The
   parity fixtures pin it down; it materialises ``(B, heads, L, L)`` logits and probabilities and,
   in full-attention stages, a ``(heads, L, L)`` decay bias.
-- ``blocked``: the same maths in L2-sized blocks, as autograd Functions with a
-  FlashAttention-style backward (forward keeps the output and one log-sum-exp per query;
-  backward recomputes a block of probabilities at a time). Full-attention bias blocks are one
-  broadcast add of the per-axis biases; axial blocks are gathered from the map as they go.
+- ``blocked`` (:mod:`.masa_blocked`): the same maths in L2-sized blocks, as autograd Functions
+  with a FlashAttention-style backward.
 - ``sdpa``: :func:`torch.nn.functional.scaled_dot_product_attention` with the decay as an additive
   mask. Full attention is processed in blocks of query rows whose bias rows are generated on the
   fly, and under autograd each block is recomputed in backward instead of stored.
 
-Neither fast kernel keeps anything of size ``L x L``: memory grows linearly with the number of
-tokens. Tensors use the map-shaped, head-split layout ``(B, H, W, heads, head_dims)``; the fast
-kernels take ``q`` already multiplied by the attention scale.
+The fast kernels (all but ``reference``) share their inputs: the rotation as one complex product
+with the attention scale folded into ``q``'s, and cached tables (:class:`PositionTables`).
+Neither keeps anything of size ``L x L``: memory grows linearly with the number of tokens. A new
+kernel is two functions of the :data:`FastKernel` signature and one row of
+:data:`FAST_KERNELS`. Tensors use the map-shaped, head-split layout ``(B, H, W, heads,
+head_dims)``.
 """
-import math
-from typing import Iterator, Optional, Tuple
+from collections import OrderedDict
+from typing import Callable, Dict, NamedTuple, Tuple
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from torch import Tensor
+from torch import Tensor, nn
 
-ATTN_IMPLS = ('auto', 'reference', 'sdpa', 'blocked')
+from .masa_blocked import masa_decomposed_blocked, masa_full_blocked, requires_grad
+
 #: Full attention is split into query blocks once ``heads * L * L`` exceeds this many elements
 #: (16M floats = 64 MB); each block's bias then holds about this many.
 FULL_BIAS_BLOCK_ELEMS = 1 << 24
-#: Logits elements per block of the ``blocked`` kernels (512K floats = 2 MB, one L2 cache:
-#: measured about 1.3x faster than 16 MB blocks for attention forward+backward).
-BLOCK_ELEMS = 1 << 19
 
 
 def full_bias_fits(num_heads: int, length: int) -> bool:
@@ -39,20 +41,74 @@ def full_bias_fits(num_heads: int, length: int) -> bool:
     return num_heads * length * length <= FULL_BIAS_BLOCK_ELEMS
 
 
-def resolve_impl(impl: str, x: Tensor) -> str:
-    """``auto`` -> ``blocked`` on CPU and ``sdpa`` elsewhere.
+class PositionTables(NamedTuple):
+    """What the fast kernels read about positions on an ``h x w`` map."""
 
-    On CPU, measured with tools/benchmark.py at 1344x800 (float32, one thread), ``blocked`` beats
-    the reference by 2.9x (RMT-T) and 1.6-1.9x (RMT-S) in inference and 1.8x / 1.1x in
-    forward+backward, with 1.8-3.8x lower peak memory; ``sdpa`` on CPU was no faster than the
-    reference (0.96x / 1.01x in inference). On GPU ``sdpa`` dispatches to the fused
-    memory-efficient kernel, which takes the bias; that choice is not yet measured (no GPU was
-    available)."""
-    if impl not in ATTN_IMPLS:
-        raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {impl!r}')
-    if impl == 'auto':
-        return 'blocked' if x.device.type == 'cpu' else 'sdpa'
-    return impl
+    phase: Tensor  # (h, w, 1, head_dims // 2) complex rotary phases exp(i t theta)
+    bias_h: Tensor  # (heads, h, h) decay_h * |y - y'|
+    bias_w: Tensor  # (heads, w, w) decay_h * |x - x'|
+    decay: Tensor  # (heads, )
+
+
+class RelPos2d(nn.Module):
+    """Rotary tables and the Manhattan-distance decay bias for one stage.
+
+    ``angle`` and ``decay`` are persistent buffers because upstream checkpoints carry them; they
+    double as a hyper-parameter check when loading. The reference kernel rebuilds its tables
+    every forward, as upstream; the fast kernels read :meth:`fast_tables`, a small per-size
+    cache keyed on the buffers' version counters so that loading new values invalidates it.
+    """
+
+    cache_size = 16
+
+    def __init__(self, embed_dims: int, num_heads: int, init_value: float,
+                 heads_range: float) -> None:
+        super().__init__()
+        head_dims = embed_dims // num_heads
+        freqs = 1.0 / (10000**torch.linspace(0, 1, head_dims // 2))
+        self.register_buffer('angle', freqs.repeat_interleave(2))
+        heads = torch.arange(num_heads, dtype=torch.float)
+        self.register_buffer('decay',
+                             torch.log(1 - 2**(-init_value - heads_range * heads / num_heads)))
+        self._cache: 'OrderedDict[tuple, PositionTables]' = OrderedDict()
+
+    def _phase_angles(self, h: int, w: int) -> Tensor:
+        # 1-D raster index t = row * w + col, as upstream (not a 2-D rotary).
+        t = torch.arange(h * w, device=self.angle.device, dtype=self.angle.dtype)
+        return t[:, None] * self.angle[None, :]
+
+    def rotary(self, h: int, w: int) -> Tuple[Tensor, Tensor]:
+        """(h, w, 1, d) sin and cos tables, broadcasting over heads."""
+        phase = self._phase_angles(h, w).reshape(h, w, 1, -1)
+        return phase.sin(), phase.cos()
+
+    def _distance(self, n: int) -> Tensor:
+        idx = torch.arange(n, device=self.decay.device, dtype=self.decay.dtype)
+        return (idx[:, None] - idx[None, :]).abs()
+
+    def axis_bias(self, n: int) -> Tensor:
+        """(heads, n, n) bias ``decay_h * |i - i'|`` along one axis."""
+        return self._distance(n) * self.decay[:, None, None]
+
+    def grid_bias(self, h: int, w: int) -> Tensor:
+        """(heads, L, L) bias ``decay_h * (|dy| + |dx|)`` over the raster-ordered map."""
+        dist = self._distance(h)[:, None, :, None] + self._distance(w)[None, :, None, :]
+        return dist.reshape(h * w, h * w) * self.decay[:, None, None]
+
+    def fast_tables(self, h: int, w: int) -> PositionTables:
+        """The cached tables of the fast kernels (they build full-attention bias rows from the
+        per-axis biases as they go)."""
+        key = (h, w, self.decay.device, self.decay._version, self.angle._version)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        angles = self._phase_angles(h, w)[:, ::2].reshape(h, w, 1, -1)
+        phase = torch.polar(torch.ones_like(angles), angles)
+        tables = PositionTables(phase, self.axis_bias(h), self.axis_bias(w), self.decay)
+        self._cache[key] = tables
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return tables
 
 
 def rotate_every_two(x: Tensor) -> Tensor:
@@ -103,7 +159,7 @@ def masa_decomposed(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Ten
     return out.permute(0, 3, 1, 2, 4)
 
 
-# ----------------------------------------------------------------------------- fast
+# ----------------------------------------------------------------------------- sdpa
 
 
 def _sdpa_axis(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
@@ -153,7 +209,7 @@ def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
         out = _full_block(q, k, v, decay, rows, cols, 0)
     else:
         step = max(1, FULL_BIAS_BLOCK_ELEMS // (n * length))
-        grad = _requires_grad(q, k, v)
+        grad = requires_grad(q, k, v)
         blocks = []
         for start in range(0, length, step):
             args = (q[:, :, start:start + step], k, v, decay, rows, cols, start)
@@ -163,215 +219,70 @@ def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
     return out.transpose(1, 2).reshape(b, h, w, n, d)
 
 
-# ----------------------------------------------------------------------------- blocked
-#
-# Both blocked kernels are autograd Functions with a FlashAttention-style backward: forward keeps
-# only the output and each query's log-sum-exp, backward recomputes one block of probabilities
-# at a time. Nothing of size ``L x L`` (or ``N x N`` per row) outlives a block, in inference or
-# in training, and the block buffers are allocated once per call: on CPU, fresh block-sized
-# temporaries fragment the heap and grow the resident memory block after block.
+# ----------------------------------------------------------------------------- the door
 
 
-def _softmax_into(x: Tensor, out: Tensor) -> Tensor:
-    return torch.ops.aten._softmax.out(x, -1, False, out=out)
+class FastKernel(NamedTuple):
+    """A fast kernel: ``fn(q, k, v, tables, overwrite_v) -> out`` for full attention and for
+    the decomposed (W-then-H axial) form. ``q`` and ``k`` come rotated, ``q`` scaled; with
+    ``overwrite_v`` (inference only) the kernel may write its output over ``v``'s memory."""
+
+    full: Callable[[Tensor, Tensor, Tensor, PositionTables, bool], Tensor]
+    decomposed: Callable[[Tensor, Tensor, Tensor, PositionTables, bool], Tensor]
 
 
-def _log_sum_exp(logits: Tensor, probs: Tensor) -> Tensor:
-    """Row log-sum-exp of ``logits`` given ``probs = softmax(logits)``: at the row maximum
-    ``p = exp(s - lse)``, and ``p >= 1 / N`` there, so the log is well conditioned."""
-    return logits.amax(-1, keepdim=True) - probs.amax(-1, keepdim=True).log()
+FAST_KERNELS: Dict[str, FastKernel] = {
+    'sdpa': FastKernel(
+        full=lambda q, k, v, t, overwrite_v: masa_full_sdpa(q, k, v, t.decay),
+        decomposed=lambda q, k, v, t, overwrite_v: masa_decomposed_sdpa(
+            q, k, v, t.bias_h, t.bias_w)),
+    'blocked': FastKernel(
+        full=lambda q, k, v, t, overwrite_v: masa_full_blocked(q, k, v, t.bias_h, t.bias_w),
+        decomposed=lambda q, k, v, t, overwrite_v: masa_decomposed_blocked(
+            q, k, v, t.bias_h, t.bias_w, overwrite_v=overwrite_v)),
+}
+ATTN_IMPLS = ('auto', 'reference') + tuple(FAST_KERNELS)
 
 
-def _requires_grad(*tensors: Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """``auto`` -> ``blocked`` on CPU and ``sdpa`` elsewhere.
+
+    On CPU, measured with tools/benchmark.py at 1344x800 (float32, one thread), ``blocked`` beats
+    the reference by 2.9x (RMT-T) and 1.6-1.9x (RMT-S) in inference and 1.8x / 1.1x in
+    forward+backward, with 1.8-3.8x lower peak memory; ``sdpa`` on CPU was no faster than the
+    reference (0.96x / 1.01x in inference). On GPU ``sdpa`` dispatches to the fused
+    memory-efficient kernel, which takes the bias; that choice is not yet measured (no GPU was
+    available)."""
+    if impl not in ATTN_IMPLS:
+        raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {impl!r}')
+    if impl == 'auto':
+        return 'blocked' if device.type == 'cpu' else 'sdpa'
+    return impl
 
 
-def _buffers(q: Tensor, unit: int) -> Tuple[Tensor, Tensor]:
-    """Two flat block buffers of ``BLOCK_ELEMS``, or of ``unit`` elements (the smallest block
-    a kernel can split into) if that is larger; blocks take :func:`_view` s of them."""
-    size = max(BLOCK_ELEMS, unit)
-    return q.new_empty(size), q.new_empty(size)
+def masa(q: Tensor, k: Tensor, v: Tensor, relpos: RelPos2d, decomposed: bool, impl: str,
+         scale: float) -> Tensor:
+    """MaSA of the projections ``q``, ``k``, ``v`` (``(B, H, W, heads, d)``, not yet rotated
+    or scaled) with ``relpos``'s tables, by kernel ``impl``; returns ``(B, H, W, heads, d)``.
 
-
-def _view(buf: Tensor, *shape: int) -> Tensor:
-    """A contiguous ``shape`` view of the start of ``buf``. (Slicing a full-block buffer for a
-    smaller last block would give a non-contiguous view, which ``_softmax.out`` mishandles.)"""
-    return buf[:math.prod(shape)].view(shape)
-
-
-class _AxisAttention(torch.autograd.Function):
-    """``softmax(q k^T + bias) v`` along the ``N`` axis of ``(B, M, N, heads, d)`` maps of
-    any strides: the W axis of a ``(B, H, W, heads, d)`` map, or the H axis of its transpose.
-    ``q`` is pre-scaled, ``bias`` is ``(heads, N, N)`` and constant.
-
-    Blocks of whole lines are gathered into head-major order as they are processed and their
-    results scattered back, so no transposed copy of a whole map is ever made.
+    The arguments must be fresh tensors the caller does not use afterwards: in inference the
+    fast kernels rotate ``q`` and ``k`` in place and may write the output over ``v``.
     """
-
-    @staticmethod
-    def _blocks(q: Tensor) -> Iterator[tuple]:
-        """Index of each block: one image, as many lines as fit in ``BLOCK_ELEMS``."""
-        b, m, length, n = q.shape[:4]
-        step = max(1, min(m, BLOCK_ELEMS // (n * length * length)))
-        for i in range(b):
-            for j in range(0, m, step):
-                yield i, slice(j, j + step)
-
-    @staticmethod
-    def _gather(t: Tensor) -> Tensor:
-        """``(lines, N, heads, e)`` -> contiguous ``(lines * heads, N, e)``."""
-        return t.transpose(1, 2).reshape(-1, t.shape[1], t.shape[-1])
-
-    @staticmethod
-    def _scatter(result: Tensor, dest: Tensor) -> None:
-        dest.copy_(result.view(dest.shape[0], dest.shape[2], *result.shape[1:]).transpose(1, 2))
-
-    @staticmethod
-    def _logits(q: Tensor, k: Tensor, bias: Tensor, buf: Tensor,
-                shift: Optional[Tensor] = None) -> Tensor:
-        """``q k^T + bias (- shift)`` of one block into ``buf``: the bias is written first and
-        the product accumulated onto it."""
-        logits = _view(buf, q.shape[0], q.shape[1], k.shape[1])
-        target = logits.view(-1, *bias.shape)
-        if shift is None:
-            target.copy_(bias.expand_as(target))
-        else:
-            torch.sub(bias, shift, out=target)
-        return logits.baddbmm_(q, k.transpose(-1, -2))
-
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, grad: bool,
-                overwrite_v: bool) -> Tensor:
-        logits_buf, probs_buf = _buffers(q, bias.numel())
-        # Each block reads its own lines of v before writing the same lines of the output.
-        out = v if overwrite_v else torch.empty_like(q)
-        if overwrite_v:
-            ctx.mark_dirty(v)
-        b, m, length, n = q.shape[:4]
-        lse = q.new_empty(b, m, n, length, 1) if grad else None
-        gather = _AxisAttention._gather
-        for idx in _AxisAttention._blocks(q):
-            logits = _AxisAttention._logits(gather(q[idx]), gather(k[idx]), bias, logits_buf)
-            probs = _softmax_into(logits, _view(probs_buf, *logits.shape))
-            _AxisAttention._scatter(probs @ gather(v[idx]), out[idx])
-            if grad:
-                lse[idx] = _log_sum_exp(logits, probs).view_as(lse[idx])
-        if grad:
-            ctx.save_for_backward(q, k, v, bias, out, lse)
-        return out
-
-    @staticmethod
-    def backward(ctx, dout: Tensor):
-        q, k, v, bias, out, lse = ctx.saved_tensors
-        neg_delta = -(dout * out).sum(-1, keepdim=True)
-        probs_buf, dlogits_buf = _buffers(q, bias.numel())
-        dq, dk, dv = (torch.empty_like(t) for t in (q, k, v))
-        gather, scatter = _AxisAttention._gather, _AxisAttention._scatter
-        for idx in _AxisAttention._blocks(q):
-            q_blk, k_blk, v_blk, dout_blk = (gather(t[idx]) for t in (q, k, v, dout))
-            probs = _AxisAttention._logits(q_blk, k_blk, bias, probs_buf, shift=lse[idx]).exp_()
-            scatter(probs.transpose(-1, -2) @ dout_blk, dv[idx])
-            # dlogits = probs * (dout v^T - delta)
-            dlogits = torch.baddbmm(gather(neg_delta[idx]), dout_blk, v_blk.transpose(-1, -2),
-                                    out=_view(dlogits_buf, *probs.shape))
-            dlogits *= probs
-            scatter(dlogits @ k_blk, dq[idx])
-            scatter(dlogits.transpose(-1, -2) @ q_blk, dk[idx])
-        return dq, dk, dv, None, None, None
-
-
-def masa_decomposed_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor,
-                            overwrite_v: bool = False) -> Tensor:
-    """Axial attention (W then H) in blocks of rows / columns; ``q`` is pre-scaled.
-    ``overwrite_v`` (inference only) writes both passes' outputs into ``v``'s memory."""
-    grad = _requires_grad(q, k, v)
-    if grad and overwrite_v:
-        raise ValueError('overwrite_v is for inference only')
-    out_w = _AxisAttention.apply(q, k, v, bias_w, grad, overwrite_v)
-    rows_first = (t.transpose(1, 2) for t in (q, k, out_w))
-    return _AxisAttention.apply(*rows_first, bias_h, grad, overwrite_v).transpose(1, 2)
-
-
-class _FullAttention(torch.autograd.Function):
-    """Softmax attention over all ``L = H * W`` tokens of ``(B, heads, L, d)`` tensors, in
-    blocks of (image, heads, whole image rows of queries). The bias block
-    ``decay * (|dy| + |dx|)`` is one broadcast add of the per-axis biases ``(heads, H, H)`` and
-    ``(heads, W, W)``."""
-
-    @staticmethod
-    def _blocks(q: Tensor, bias_h: Tensor, bias_w: Tensor) -> Iterator[tuple]:
-        """``(image, heads slice, first row, rows, token slice)`` per block: several rows of all
-        heads, or one row of as many heads as fit in ``BLOCK_ELEMS``."""
-        b, n, length = q.shape[:3]
-        h, w = bias_h.shape[1], bias_w.shape[1]
-        per_row = length * w  # elements per head and image row
-        heads = max(1, min(n, BLOCK_ELEMS // per_row))
-        rows = max(1, min(h, BLOCK_ELEMS // (heads * per_row)))
-        for i in range(b):
-            for h0 in range(0, n, heads):
-                for row0 in range(0, h, rows):
-                    count = min(rows, h - row0)
-                    yield (i, slice(h0, h0 + heads), row0, count,
-                           slice(row0 * w, (row0 + count) * w))
-
-    @staticmethod
-    def _bias(bias_h: Tensor, bias_w: Tensor, row0: int, rows: int, buf: Tensor,
-              shift: Optional[Tensor] = None) -> Tensor:
-        """The ``(heads, rows * W, L)`` bias of a block into ``buf``, minus ``shift`` (one
-        value per query) if given: still a single pass over the block."""
-        n, w = bias_w.shape[:2]
-        h = bias_h.shape[1]
-        rows_bias = bias_h[:, row0:row0 + rows, None, :, None]
-        if shift is not None:
-            rows_bias = rows_bias - shift.view(n, rows, w, 1, 1)
-        torch.add(rows_bias, bias_w[:, None, :, None, :], out=_view(buf, n, rows, w, h, w))
-        return _view(buf, n, rows * w, h * w)
-
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor,
-                grad: bool) -> Tensor:
-        bias_buf, logits_buf = _buffers(q, q.shape[2] * bias_w.shape[1])  # one head's row
-        out = q.new_empty(q.shape)
-        lse = q.new_empty(*q.shape[:-1], 1) if grad else None
-        for i, hs, row0, rows, tokens in _FullAttention._blocks(q, bias_h, bias_w):
-            bias = _FullAttention._bias(bias_h[hs], bias_w[hs], row0, rows, bias_buf)
-            logits = torch.baddbmm(bias, q[i, hs, tokens], k[i, hs].transpose(-1, -2),
-                                   out=_view(logits_buf, *bias.shape))
-            probs = _softmax_into(logits, bias)
-            torch.matmul(probs, v[i, hs], out=out[i, hs, tokens])
-            if grad:
-                lse[i, hs, tokens] = _log_sum_exp(logits, probs)
-        if grad:
-            ctx.save_for_backward(q, k, v, bias_h, bias_w, out, lse)
-        return out
-
-    @staticmethod
-    def backward(ctx, dout: Tensor):
-        q, k, v, bias_h, bias_w, out, lse = ctx.saved_tensors
-        neg_delta = -(dout * out).sum(-1, keepdim=True)
-        probs_buf, dlogits_buf = _buffers(q, q.shape[2] * bias_w.shape[1])
-        dq = q.new_empty(q.shape)
-        dk, dv = k.new_zeros(k.shape), v.new_zeros(v.shape)
-        for i, hs, row0, rows, tokens in _FullAttention._blocks(q, bias_h, bias_w):
-            q_blk, dout_blk = q[i, hs, tokens], dout[i, hs, tokens]
-            # probs = exp(q k^T + bias - lse), recomputed in place
-            probs = _FullAttention._bias(bias_h[hs], bias_w[hs], row0, rows, probs_buf,
-                                         shift=lse[i, hs, tokens])
-            probs.baddbmm_(q_blk, k[i, hs].transpose(-1, -2)).exp_()
-            dv[i, hs].baddbmm_(probs.transpose(-1, -2), dout_blk)
-            # dlogits = probs * (dout v^T - delta)
-            dlogits = torch.baddbmm(neg_delta[i, hs, tokens], dout_blk, v[i, hs].transpose(-1, -2),
-                                    out=_view(dlogits_buf, *probs.shape))
-            dlogits *= probs
-            torch.matmul(dlogits, k[i, hs], out=dq[i, hs, tokens])
-            dk[i, hs].baddbmm_(dlogits.transpose(-1, -2), q_blk)
-        return dq, dk, dv, None, None, None
-
-
-def masa_full_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor) -> Tensor:
-    """Full attention in blocks of whole image rows; ``q`` is pre-scaled. No ``L x L`` tensor
-    is kept for backward."""
-    b, h, w, n, d = q.shape
-    q, k, v = (t.reshape(b, h * w, n, d).transpose(1, 2).contiguous() for t in (q, k, v))
-    out = _FullAttention.apply(q, k, v, bias_h, bias_w, _requires_grad(q, k, v))
-    return out.transpose(1, 2).reshape(b, h, w, n, d)
+    impl = resolve_impl(impl, q.device)
+    h, w = q.shape[1:3]
+    if impl == 'reference':
+        sin, cos = relpos.rotary(h, w)
+        q = rotary_reference(q, sin, cos)
+        k = rotary_reference(k * scale, sin, cos)  # upstream scales k, before the rotation
+        if decomposed:
+            return masa_decomposed(q, k, v, relpos.axis_bias(h), relpos.axis_bias(w))
+        return masa_full(q, k, v, relpos.grid_bias(h, w))
+    tables = relpos.fast_tables(h, w)
+    inference = not torch.is_grad_enabled()
+    # The scale rides on q's rotation (upstream scales k: equal up to rounding). Rebinding
+    # q and k frees the unrotated projections as soon as they are rotated.
+    q = rotary_complex(q, tables.phase * scale, inference)
+    k = rotary_complex(k, tables.phase, inference)
+    tables = tables._replace(bias_h=tables.bias_h.to(q.dtype), bias_w=tables.bias_w.to(q.dtype))
+    kernel = FAST_KERNELS[impl]
+    return (kernel.decomposed if decomposed else kernel.full)(q, k, v, tables, inference)

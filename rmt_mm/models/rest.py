@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch.nn.functional as F
-from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
+from .base import build_norm
 from .rest_common import (HW, NUM_STAGES, PixelAttention, ResTBackboneBase, ResTBlock,
-                          SpatialReductionAttention, init_rest_weights, is_number,
-                          map_to_tokens, resolve_rest_arch)
+                          SpatialReductionAttention, init_rest_weights, map_to_tokens)
+from .validation import BOOL, OPTIONAL_POSITIVE, POSITIVE, RATE
 
 LN_EPS = 1e-5  # every LayerNorm of v1, including sr_norm and the output norms
 
@@ -38,28 +38,6 @@ REST_ARCHS: Dict[str, dict] = {
 }
 # Upstream factory names (``rest_lite`` ...) are accepted too.
 ARCH_ALIASES = {f'rest_{name}': name for name in REST_ARCHS}
-PER_STAGE_KEYS = {'embed_dims': 'int', 'depths': 'int', 'num_heads': 'int',
-                  'mlp_ratios': 'number', 'sr_ratios': 'int'}
-# Upstream constructor defaults (drop_path_rate 0 as in the upstream ``ResT``).
-OPTIONAL_KEYS = dict(qkv_bias=True, qk_scale=None, apply_transform=True, drop_path_rate=0.0)
-
-
-def resolve_arch(arch: Union[str, dict]) -> dict:
-    """Return a full, validated ResT v1 hyper-parameter dict for a name or dict.
-
-    Names: ``lite | small | base | large`` or ``rest_<name>``, case-insensitive. A dict must
-    give the per-stage lists ``embed_dims, depths, num_heads, mlp_ratios, sr_ratios`` (four
-    entries each) and may give ``qkv_bias, qk_scale, apply_transform, drop_path_rate``.
-    """
-    cfg = resolve_rest_arch(arch, REST_ARCHS, ARCH_ALIASES, 'ResT', PER_STAGE_KEYS,
-                            OPTIONAL_KEYS)
-    for key in ('qkv_bias', 'apply_transform'):
-        if not isinstance(cfg[key], bool):
-            raise ValueError(f'custom ResT arch: {key} must be a bool, got {cfg[key]!r}')
-    scale = cfg['qk_scale']
-    if scale is not None and not (is_number(scale) and scale > 0):
-        raise ValueError(f'custom ResT arch: qk_scale must be None or positive, got {scale!r}')
-    return cfg
 
 
 class ResTStem(nn.Module):
@@ -70,9 +48,9 @@ class ResTStem(nn.Module):
         super().__init__()
         half = dims // 2
         self.conv1 = nn.Conv2d(in_channels, half, 3, 2, 1, bias=False)
-        self.norm1 = build_norm_layer(norm_cfg, half)[1]
+        self.norm1 = build_norm(norm_cfg, half)
         self.conv2 = nn.Conv2d(half, half, 3, 1, 1, bias=False)
-        self.norm2 = build_norm_layer(norm_cfg, half)[1]
+        self.norm2 = build_norm(norm_cfg, half)
         self.conv3 = nn.Conv2d(half, dims, 3, 2, 1, bias=False)
         self.pos = PixelAttention(dims)
 
@@ -88,7 +66,7 @@ class ResTPatchEmbed(nn.Module):
     def __init__(self, in_dims: int, dims: int, norm_cfg: dict) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_dims, dims, 3, 2, 1)
-        self.norm = build_norm_layer(norm_cfg, dims)[1]
+        self.norm = build_norm(norm_cfg, dims)
         self.pos = PixelAttention(dims)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, HW]:
@@ -153,8 +131,10 @@ class ResT(ResTBackboneBase):
     larger than 1x1) the result is identical.
 
     Args:
-        arch: ``'lite' | 'small' | 'base' | 'large'`` (or ``'rest_<name>'``), or a dict of the
-            upstream hyper-parameters (see :func:`resolve_arch`).
+        arch: ``'lite' | 'small' | 'base' | 'large'`` (or ``'rest_<name>'``), case-insensitive,
+            or a dict of the upstream hyper-parameters: the per-stage lists ``embed_dims,
+            depths, num_heads, mlp_ratios, sr_ratios`` (four entries each) and optionally
+            ``qkv_bias, qk_scale, apply_transform, drop_path_rate``.
         in_channels: Input image channels.
         out_indices: Stages to return (see above).
         drop_path_rate: Stochastic depth rate; ``None`` uses the arch's upstream detection
@@ -170,6 +150,11 @@ class ResT(ResTBackboneBase):
     """
 
     arch_zoo = REST_ARCHS
+    arch_aliases = ARCH_ALIASES
+    arch_stage_keys = dict(ResTBackboneBase.arch_stage_keys, mlp_ratios=POSITIVE)
+    # Upstream constructor defaults (drop_path_rate 0 as in the upstream ``ResT``).
+    arch_scalar_keys = dict(qkv_bias=(True, BOOL), qk_scale=(None, OPTIONAL_POSITIVE),
+                            apply_transform=(True, BOOL), drop_path_rate=(0.0, RATE))
     #: Top-level modules of the classification model that dense prediction discards (the
     #: final ``norm`` is kept: it normalises the stage-4 output).
     classification_only_modules = ('head', )
@@ -188,15 +173,15 @@ class ResT(ResTBackboneBase):
                  norm_cfg: Optional[dict] = None,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(resolve_arch(arch), out_indices, drop_path_rate, frozen_stages,
-                         norm_eval, with_cp, init_cfg)
+        super().__init__(arch, in_channels, out_indices, drop_path_rate, frozen_stages,
+                         norm_eval, norm_cfg, with_cp, init_cfg)
         cfg = self.arch_settings
         dims = self.embed_dims
-        norm_cfg = norm_cfg or dict(type='BN', requires_grad=True)
 
-        self.stem = ResTStem(in_channels, dims[0], norm_cfg)
+        self.stem = ResTStem(in_channels, dims[0], self.norm_cfg)
         for i in range(1, NUM_STAGES):
-            setattr(self, f'patch_embed_{i + 1}', ResTPatchEmbed(dims[i - 1], dims[i], norm_cfg))
+            setattr(self, f'patch_embed_{i + 1}',
+                    ResTPatchEmbed(dims[i - 1], dims[i], self.norm_cfg))
         for i, rates in enumerate(self.stage_drop_path_rates()):
             setattr(self, f'stage{i + 1}', nn.ModuleList(
                 ResTBlock(dims[i],
@@ -216,5 +201,8 @@ class ResT(ResTBackboneBase):
             return self.norm
         return getattr(self, f'norm{i + 1}', None)
 
+
+#: :meth:`ResT.resolve_arch` as a function.
+resolve_arch = ResT.resolve_arch
 
 __all__ = ['ResT', 'REST_ARCHS', 'resolve_arch', 'instance_norm_maps']

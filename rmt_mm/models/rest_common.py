@@ -11,18 +11,16 @@ Module names follow the upstream classification models so their checkpoints load
 """
 from __future__ import annotations
 
-import copy
-import numbers
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model.weight_init import constant_init, trunc_normal_, trunc_normal_init
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .base import DenseBackbone
+from .validation import POSITIVE_INT
 
 HW = Tuple[int, int]
 NUM_STAGES = 4  # upstream hard-wires four stages (stem + patch embeds 2..4)
@@ -145,64 +143,6 @@ def init_rest_weights(m: nn.Module, zero_conv_bias: bool) -> None:
         constant_init(m, 1.0, bias=0.0)
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
-def is_number(v: object) -> bool:
-    """A real number that is not a bool (``True`` would otherwise pass as 1)."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
-
-
-def resolve_rest_arch(arch: Union[str, dict], zoo: Dict[str, dict], aliases: Dict[str, str],
-                      family: str, per_stage: Dict[str, str], optional: dict) -> dict:
-    """Shared implementation of the per-version ``resolve_arch``.
-
-    Args:
-        arch: A (case-insensitive) name or alias from ``zoo``, or a dict of upstream
-            hyper-parameters.
-        zoo: Released variants.
-        aliases: Extra accepted names, lower case.
-        family: Name used in error messages.
-        per_stage: Required per-stage keys mapped to ``'int'`` or ``'number'``.
-        optional: Optional scalar keys with their upstream defaults.
-    """
-    if isinstance(arch, str):
-        name = aliases.get(arch.lower(), arch.lower())
-        if name not in zoo:
-            raise ValueError(f'unknown {family} arch {arch!r}; expected one of '
-                             f'{sorted(zoo) + sorted(aliases)} or a dict')
-        return copy.deepcopy(zoo[name])
-    if not isinstance(arch, dict):
-        raise TypeError(f'{family} arch must be a str or dict, got {type(arch).__name__}')
-    missing = [k for k in per_stage if k not in arch]
-    unknown = sorted(set(arch) - set(per_stage) - set(optional))
-    if missing or unknown:
-        raise ValueError(f'custom {family} arch: missing keys {missing}, unknown keys {unknown} '
-                         f'(allowed: {list(per_stage) + list(optional)})')
-    cfg = copy.deepcopy(optional)
-    cfg.update(copy.deepcopy(arch))
-    for key, kind in per_stage.items():
-        values = cfg[key]
-        check = _is_int if kind == 'int' else is_number
-        if (not isinstance(values, (list, tuple)) or len(values) != NUM_STAGES
-                or not all(check(v) and v > 0 for v in values)):
-            raise ValueError(f'custom {family} arch: {key} must be {NUM_STAGES} positive '
-                             f'{"integers" if kind == "int" else "numbers"}, got {values!r}')
-        cfg[key] = list(values)
-    for i, (dims, heads) in enumerate(zip(cfg['embed_dims'], cfg['num_heads'])):
-        if dims % heads:
-            raise ValueError(f'custom {family} arch: stage {i} embed_dims {dims} is not '
-                             f'divisible by num_heads {heads}')
-    if cfg['embed_dims'][0] % 2:
-        raise ValueError(f'custom {family} arch: embed_dims[0] must be even (the stem '
-                         f'widens to it from embed_dims[0] // 2), got {cfg["embed_dims"][0]}')
-    rate = cfg['drop_path_rate']
-    if not is_number(rate) or not 0 <= rate < 1:
-        raise ValueError(f'custom {family} arch: drop_path_rate must be in [0, 1), got {rate!r}')
-    return cfg
-
-
 def describe_rest_arch(cls: type, cfg: dict) -> str:
     """One-line summary for error messages, e.g. ``ResT-small (embed_dims [...], ...)``."""
     name = next((n for n, ref in cls.arch_zoo.items()
@@ -213,7 +153,7 @@ def describe_rest_arch(cls: type, cfg: dict) -> str:
 
 
 class ResTBackboneBase(DenseBackbone):
-    """Stage loop, stage layout and checkpointing shared by both versions.
+    """Stage loop, stage layout and arch constraints shared by both versions.
 
     Subclasses build ``stem``, ``<patch_embed_prefix>{2,3,4}``, ``stage{1..4}`` (ModuleLists of
     :class:`ResTBlock`) and the output norms, and say whether the output norms act in-line
@@ -222,42 +162,30 @@ class ResTBackboneBase(DenseBackbone):
 
     patch_embed_prefix: str = 'patch_embed_'
     inline_output_norms: bool = False
+    arch_num_stages = NUM_STAGES
+    #: Per-stage keys both versions take (v1 adds ``mlp_ratios``); ``drop_path_rate``
+    #: defaults to the upstream constructors' 0.
+    arch_stage_keys = dict(embed_dims=POSITIVE_INT, depths=POSITIVE_INT,
+                           num_heads=POSITIVE_INT, sr_ratios=POSITIVE_INT)
 
-    def __init__(self, arch_settings: dict, out_indices: Union[int, Sequence[int]],
-                 drop_path_rate: Optional[float], frozen_stages: int, norm_eval: bool,
-                 with_cp: bool, init_cfg: Optional[dict]) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.arch_settings = arch_settings
-        out_indices = [out_indices] if isinstance(out_indices, int) else list(out_indices)
-        out_indices = [i + NUM_STAGES if i < 0 else i for i in out_indices]
-        if not out_indices or any(not 0 <= i < NUM_STAGES for i in out_indices):
-            raise ValueError(f'out_indices {out_indices} must be within [0, {NUM_STAGES})')
-        if not -1 <= frozen_stages <= NUM_STAGES:
-            raise ValueError(f'frozen_stages must be in [-1, {NUM_STAGES}], got {frozen_stages}')
-        if drop_path_rate is None:
-            drop_path_rate = arch_settings['drop_path_rate']
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
-        self.out_indices = sorted(set(out_indices))
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
-        self.drop_path_rate = drop_path_rate
-        self.embed_dims = list(arch_settings['embed_dims'])
-
-    def stage_drop_path_rates(self) -> List[List[float]]:
-        """Linear stochastic-depth schedule over all blocks, split per stage."""
-        depths = self.arch_settings['depths']
-        # Explicit CPU device: the values are Python floats, also when built under a meta device.
-        rates = torch.linspace(0, self.drop_path_rate, sum(depths), device='cpu').tolist()
-        starts = [sum(depths[:i]) for i in range(NUM_STAGES)]
-        return [rates[s:s + d] for s, d in zip(starts, depths)]
+    @classmethod
+    def check_arch(cls, cfg: dict, where: str) -> None:
+        for i, (dims, heads) in enumerate(zip(cfg['embed_dims'], cfg['num_heads'])):
+            if dims % heads:
+                raise ValueError(f'{where}stage {i} embed_dims {dims} is not divisible by '
+                                 f'num_heads {heads}')
+        if cfg['embed_dims'][0] % 2:
+            raise ValueError(f'{where}embed_dims[0] must be even (the stem widens to it from '
+                             f'embed_dims[0] // 2), got {cfg["embed_dims"][0]}')
 
     def embed(self, i: int) -> nn.Module:
         return self.stem if i == 0 else getattr(self, f'{self.patch_embed_prefix}{i + 1}')
 
     def stage(self, i: int) -> nn.ModuleList:
         return getattr(self, f'stage{i + 1}')
+
+    def stage_blocks(self, i: int) -> nn.ModuleList:
+        return self.stage(i)
 
     def output_norm(self, i: int) -> Optional[nn.Module]:
         """The norm applied to stage ``i``'s output, if this model has one."""
@@ -283,19 +211,11 @@ class ResTBackboneBase(DenseBackbone):
             modules += [self.embed(i), self.stage(i), self.output_norm(i)]
         return modules
 
-    def _run_blocks(self, blocks: nn.ModuleList, x: Tensor, hw: HW) -> Tensor:
-        for blk in blocks:
-            if self.with_cp and torch.is_grad_enabled():
-                x = cp.checkpoint(blk, x, hw, use_reentrant=False)
-            else:
-                x = blk(x, hw)
-        return x
-
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         outs = []
         for i in range(NUM_STAGES):
             tokens, hw = self.embed(i)(x)
-            tokens = self._run_blocks(self.stage(i), tokens, hw)
+            tokens = self.run_blocks(self.stage_blocks(i), tokens, hw)
             if i in self.out_indices:
                 normed = self.output_norm(i)(tokens)
                 outs.append(tokens_to_map(normed, hw).contiguous())

@@ -14,12 +14,11 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch.nn.functional as F
-from mmcv.cnn import build_norm_layer
 from torch import Tensor, nn
 
+from .base import build_norm
 from .rest_common import (HW, NUM_STAGES, PixelAttention, ResTBackboneBase, ResTBlock,
-                          SpatialReductionAttention, init_rest_weights, map_to_tokens,
-                          resolve_rest_arch)
+                          SpatialReductionAttention, init_rest_weights, map_to_tokens)
 
 LN_EPS = 1e-6  # every LayerNorm of v2, including the output norms
 MLP_RATIO = 4  # hard-wired upstream
@@ -39,19 +38,6 @@ RESTV2_ARCHS: Dict[str, dict] = {
 }
 ARCH_ALIASES = {**{name[0]: name for name in RESTV2_ARCHS},
                 **{f'restv2_{name}': name for name in RESTV2_ARCHS}}
-PER_STAGE_KEYS = {'embed_dims': 'int', 'depths': 'int', 'num_heads': 'int', 'sr_ratios': 'int'}
-OPTIONAL_KEYS = dict(drop_path_rate=0.0)  # upstream constructor default
-
-
-def resolve_arch(arch: Union[str, dict]) -> dict:
-    """Return a full, validated ResTv2 hyper-parameter dict for a name or dict.
-
-    Names: ``tiny | small | base | large``, ``t/s/b/l`` or ``restv2_<name>``,
-    case-insensitive. A dict must give the per-stage lists ``embed_dims, depths, num_heads,
-    sr_ratios`` (four entries each) and may give ``drop_path_rate``.
-    """
-    return resolve_rest_arch(arch, RESTV2_ARCHS, ARCH_ALIASES, 'ResTv2', PER_STAGE_KEYS,
-                             OPTIONAL_KEYS)
 
 
 class ConvPosNormEmbed(nn.Module):
@@ -72,9 +58,9 @@ def stem_convs(in_channels: int, dims: int, norm_cfg: dict) -> nn.Sequential:
     """conv3x3/s2 -> BN -> ReLU -> conv3x3/s2 -> BN -> ReLU -> conv1x1 (indices 0..6)."""
     half = dims // 2
     return nn.Sequential(
-        nn.Conv2d(in_channels, half, 3, 2, 1, bias=False), build_norm_layer(norm_cfg, half)[1],
+        nn.Conv2d(in_channels, half, 3, 2, 1, bias=False), build_norm(norm_cfg, half),
         nn.ReLU(inplace=True),
-        nn.Conv2d(half, dims, 3, 2, 1, bias=False), build_norm_layer(norm_cfg, dims)[1],
+        nn.Conv2d(half, dims, 3, 2, 1, bias=False), build_norm(norm_cfg, dims),
         nn.ReLU(inplace=True),
         nn.Conv2d(dims, dims, 1))
 
@@ -121,8 +107,10 @@ class ResTV2(ResTBackboneBase):
 
     Args:
         arch: ``'tiny' | 'small' | 'base' | 'large'`` (or ``'t'/'s'/'b'/'l'``,
-            ``'restv2_<name>'``), or a dict of the upstream hyper-parameters (see
-            :func:`resolve_arch`). Large is the ImageNet definition (heads 2/4/8/16).
+            ``'restv2_<name>'``), case-insensitive, or a dict of the upstream hyper-parameters:
+            the per-stage lists ``embed_dims, depths, num_heads, sr_ratios`` (four entries
+            each) and optionally ``drop_path_rate``. Large is the ImageNet definition (heads
+            2/4/8/16).
         in_channels: Input image channels.
         out_indices: Stages whose normalised outputs are returned.
         drop_path_rate: Stochastic depth rate; ``None`` uses the arch's upstream
@@ -137,6 +125,8 @@ class ResTV2(ResTBackboneBase):
     """
 
     arch_zoo = RESTV2_ARCHS
+    arch_aliases = ARCH_ALIASES
+    family_name = 'ResTv2'
     #: Top-level modules of the classification model that dense prediction discards.
     classification_only_modules = ('norm', 'head')
     #: Parameters that ImageNet checkpoints lack and that start from their initial values.
@@ -154,13 +144,12 @@ class ResTV2(ResTBackboneBase):
                  norm_cfg: Optional[dict] = None,
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(resolve_arch(arch), out_indices, drop_path_rate, frozen_stages,
-                         norm_eval, with_cp, init_cfg)
+        super().__init__(arch, in_channels, out_indices, drop_path_rate, frozen_stages,
+                         norm_eval, norm_cfg, with_cp, init_cfg)
         cfg = self.arch_settings
         dims = self.embed_dims
-        norm_cfg = norm_cfg or dict(type='BN', requires_grad=True)
 
-        self.stem = ConvPosNormEmbed(stem_convs(in_channels, dims[0], norm_cfg), dims[0])
+        self.stem = ConvPosNormEmbed(stem_convs(in_channels, dims[0], self.norm_cfg), dims[0])
         for i in range(1, NUM_STAGES):
             setattr(self, f'patch_{i + 1}',
                     ConvPosNormEmbed(nn.Conv2d(dims[i - 1], dims[i], 3, 2, 1), dims[i]))
@@ -178,5 +167,8 @@ class ResTV2(ResTBackboneBase):
     def output_norm(self, i: int) -> Optional[nn.Module]:
         return getattr(self, f'norm_{i + 1}', None)
 
+
+#: :meth:`ResTV2.resolve_arch` as a function.
+resolve_arch = ResTV2.resolve_arch
 
 __all__ = ['ResTV2', 'RESTV2_ARCHS', 'resolve_arch']
