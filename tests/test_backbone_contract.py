@@ -170,9 +170,12 @@ def toy_family(monkeypatch):
 def test_a_new_family_is_registered(toy_family):
     from rmt_mm.registry import register_all_modules
     assert set(register_all_modules()) == {'mmdet', 'mmseg'}
+    from mmengine.registry import DefaultScope
     for scope in ('mmdet', 'mmseg'):
         registry = importlib.import_module(f'{scope}.registry').MODELS
-        model = registry.build(dict(type='ToyNet', arch='two', out_indices=1))
+        # An earlier runner may have left another default scope behind; a config names its own.
+        with DefaultScope.overwrite_default_scope(scope):
+            model = registry.build(dict(type='ToyNet', arch='two', out_indices=1))
         assert isinstance(model, ToyNet) and model.out_indices == [1]
 
 
