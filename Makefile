@@ -38,12 +38,12 @@ SEG_CFG := configs/demo/fpn_rmt_t_shapes-seg.py
 SEG_DIR := work_dirs/demo-seg
 demo-seg: env
 	$(DEMO_RUN) tools/make_shapes_ade.py data/shapes_ade
-	$(DEMO_RUN) tools/seg_demo.py init $(SEG_CFG) $(SEG_DIR)/untrained.pth
+	$(DEMO_RUN) tools/init_checkpoint.py $(SEG_CFG) $(SEG_DIR)/untrained.pth --work-dir $(SEG_DIR)/untrained
 	$(DEMO_RUN) tools/test.py $(SEG_CFG) $(SEG_DIR)/untrained.pth --work-dir $(SEG_DIR)/untrained
 	$(DEMO_RUN) tools/train.py $(SEG_CFG) --work-dir $(SEG_DIR)
 	$(DEMO_RUN) tools/test.py $(SEG_CFG) "$$(cat $(SEG_DIR)/last_checkpoint)" --work-dir $(SEG_DIR)/trained \
 		--show-dir $(SEG_DIR)/overlays
-	$(DEMO_RUN) tools/seg_demo.py compare $(SEG_DIR)/untrained $(SEG_DIR)/trained --overlays $(SEG_DIR)/overlays
+	$(DEMO_RUN) tools/seg_demo.py $(SEG_DIR)/untrained $(SEG_DIR)/trained --overlays $(SEG_DIR)/overlays
 
 test: env
 	$(PY) -m pytest -q $(PYTEST_ARGS)

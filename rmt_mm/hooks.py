@@ -1,9 +1,10 @@
 """Training hooks shared by detection and segmentation runs: exact ``--resume`` (RNG state),
 strict checkpoint loading, and crash-safe checkpoints with an auto-resume that skips damaged ones.
 
-The configs switch them on through ``default_hooks`` (``strict_load`` and ``checkpoint``), so
-mmdet's and mmseg's own tools get them too; ``tools/train.py`` and ``tools/test.py`` add them to
-configs that lack them (:func:`rmt_mm.launch.add_safety_hooks`).
+:mod:`rmt_mm.registry` registers them in mmengine's root ``HOOKS``. The configs switch them on
+through ``default_hooks`` (``strict_load`` and ``checkpoint``), so mmdet's and mmseg's own tools
+get them too; ``tools/train.py`` and ``tools/test.py`` add them to configs that lack them
+(:func:`rmt_mm.launch.add_safety_hooks`).
 """
 import logging
 import os
@@ -17,7 +18,6 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
-from mmengine.registry import HOOKS
 from mmengine.runner import IterBasedTrainLoop
 
 from .model_checkpoint import fit_checkpoint
@@ -32,7 +32,6 @@ def _replays_skipped_batches(loop) -> bool:
         getattr(loop, 'dataloader_iterator', None), 'skip_iter')
 
 
-@HOOKS.register_module()
 class RNGStateHook(Hook):
     """Store the random generator states in checkpoints and restore them on ``--resume``.
 
@@ -87,7 +86,6 @@ class RNGStateHook(Hook):
             torch.cuda.set_rng_state_all(state['cuda'])
 
 
-@HOOKS.register_module()
 class StrictLoadHook(Hook):
     """Refuse, before any compute, a checkpoint the runner loads (``load_from``, ``--resume``,
     ``tools/test.py CKPT``) whose weights do not fit the built model, which mmengine would load
@@ -165,7 +163,6 @@ def find_resumable_checkpoint(work_dir: str) -> Optional[str]:
     return None
 
 
-@HOOKS.register_module()
 class AtomicCheckpointHook(CheckpointHook):
     """mmengine's ``CheckpointHook`` made crash-safe: a kill at any moment leaves a checkpoint to
     resume from.

@@ -114,7 +114,7 @@ def train_short_sides(cfg, root: str, samples: int = 12) -> Set[int]:
     that every sample's boxes and masks fit its image, and return the short sides seen."""
     from mmdet.registry import DATASETS
 
-    from rmt_mm.datasets import make_split
+    from rmt_mm.datasets.shapes import make_split
     make_split(root, 'train', 3, seed=3, size_range=(200, 260), empty_prob=0.0)
     dataset = cfg.train_dataloader.dataset
     dataset.update(data_root=root, ann_file='annotations/train.json',

@@ -12,7 +12,7 @@ from mmengine.runner import load_checkpoint
 from toy_runner import MINI
 
 from rmt_mm.checkpoint import load_backbone_checkpoint
-from rmt_mm.datasets import make_shapes_coco
+from rmt_mm.datasets.shapes import make_shapes_coco
 from rmt_mm.model_checkpoint import load_model_checkpoint
 from rmt_mm.models import RMT
 from rmt_mm.serialization import CheckpointError, safe_load

@@ -10,7 +10,7 @@ import torch
 from bad_inputs import assert_one_line_error, load_tool
 from det_utils import DEMO_CONFIG, data_options
 
-from rmt_mm.datasets import make_shapes_coco, make_split
+from rmt_mm.datasets.shapes import make_shapes_coco, make_split
 from rmt_mm.datasets.coco_checks import DataError, check_coco, read_coco_json
 from rmt_mm.launch import load_config
 

@@ -7,7 +7,7 @@ from bad_inputs import load_tool
 from det_utils import DEMO_CONFIG, REPO, TINY_ARCH, data_options
 from mmengine.runner import Runner
 
-from rmt_mm.datasets import make_split
+from rmt_mm.datasets.shapes import make_split
 from rmt_mm.launch import load_config
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from det_utils import DEMO_CONFIG, REPO, data_options, run_tool
 
-from rmt_mm.datasets import make_shapes_coco
+from rmt_mm.datasets.shapes import make_shapes_coco
 
 ITERS = 4
 # Small and quick: 128 px images, few proposals, checkpoints every 2 iterations.

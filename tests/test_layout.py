@@ -123,3 +123,24 @@ def test_every_module_imports_alone():
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == '[]', result.stderr
+
+
+def test_import_loads_only_what_registration_needs():
+    """``import rmt_mm`` registers every module, but loads neither the demo data generators,
+    nor the converter, nor the tools' launch helpers."""
+    script = textwrap.dedent("""
+        import sys
+        import rmt_mm  # noqa: F401
+        from mmdet.registry import DATASETS, MODELS
+        from mmengine.registry import HOOKS
+        assert MODELS.get('RMT') and DATASETS.get('CheckedCocoDataset')
+        assert HOOKS.get('StrictLoadHook')
+        print(sorted(m for m in sys.modules if m.startswith('rmt_mm')))
+    """)
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    loaded = set(eval(result.stdout.strip().splitlines()[-1]))
+    assert loaded.isdisjoint({'rmt_mm.datasets.shapes', 'rmt_mm.datasets.shapes_seg',
+                              'rmt_mm.convert', 'rmt_mm.launch'}), loaded
+    assert 'rmt_mm.registry' in loaded

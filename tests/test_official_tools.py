@@ -14,7 +14,8 @@ from det_utils import DEMO_CONFIG as DET_DEMO
 from det_utils import REPO, data_options, run_tool
 from seg_utils import DEMO_CONFIG as SEG_DEMO
 
-from rmt_mm.datasets import make_shapes_ade, make_shapes_coco
+from rmt_mm.datasets.shapes import make_shapes_coco
+from rmt_mm.datasets.shapes_seg import make_shapes_ade
 
 pytestmark = pytest.mark.slow
 ITERS = 2

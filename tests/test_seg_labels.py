@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rmt_mm.datasets import make_shapes_ade
+from rmt_mm.datasets.shapes_seg import make_shapes_ade
 from rmt_mm.launch import load_config
 
 from seg_utils import DEMO_CONFIG, REPO
@@ -79,6 +79,6 @@ def test_rgb_label_map_is_refused(dataset_factory):
 
 def test_samples_without_labels_pass_unchanged():
     """mmseg's inference drops LoadAnnotations and keeps the rest of the test pipeline."""
-    from rmt_mm.datasets import CheckSegLabels
+    from rmt_mm.datasets.transforms import CheckSegLabels
     results = dict(img=np.zeros((5, 7, 3), np.uint8), ori_shape=(5, 7))
     assert CheckSegLabels(num_classes=3)(dict(results)) == results

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from rmt_mm.datasets import ADE20K_IDS, SHAPES_CLASSES, make_shapes_ade
+from rmt_mm.datasets.shapes_seg import ADE20K_IDS, SHAPES_CLASSES, make_shapes_ade
 from rmt_mm.launch import load_config
 
 from seg_utils import DEMO_CONFIG, REPO, seg_batch

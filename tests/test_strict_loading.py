@@ -12,7 +12,7 @@ from bad_inputs import assert_one_line_error, load_tool, write_unreadable
 from det_utils import DEMO_CONFIG, TINY_ARCH
 from mmengine.runner import Runner
 
-from rmt_mm.datasets import make_shapes_coco
+from rmt_mm.datasets.shapes import make_shapes_coco
 from rmt_mm.launch import load_config
 from rmt_mm.model_checkpoint import load_model_checkpoint
 from rmt_mm.models import RMT, ResT

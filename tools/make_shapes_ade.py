@@ -7,7 +7,7 @@ demo: ``python tools/make_shapes_ade.py data/shapes_ade``.
 import argparse
 import sys
 
-from rmt_mm.datasets import make_shapes_ade
+from rmt_mm.datasets.shapes_seg import make_shapes_ade
 
 
 def main(argv=None) -> int:

@@ -1,38 +1,15 @@
 #!/usr/bin/env python
-"""Helpers of ``make demo-seg``: save an untrained model as the baseline checkpoint, and
-compare the baseline's test metrics with the trained model's.
+"""Compare two ``tools/test.py`` runs of a segmentor, as ``make demo-seg`` does for the untrained
+baseline (written by ``tools/init_checkpoint.py``) and the trained model.
 
-    python tools/seg_demo.py init CONFIG OUT.pth     # initialised, untrained weights
-    python tools/seg_demo.py compare UNTRAINED_DIR TRAINED_DIR [--overlays DIR]
+    python tools/seg_demo.py UNTRAINED_DIR TRAINED_DIR [--overlays DIR]
 """
-import warnings
-
-warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
-
-import argparse  # noqa: E402
-import glob  # noqa: E402
-import json  # noqa: E402
-import os.path as osp  # noqa: E402
-import sys  # noqa: E402
-from typing import Optional  # noqa: E402
-
-import torch  # noqa: E402
-from mmengine.registry import MODELS  # noqa: E402
-
-import rmt_mm  # noqa: E402,F401  (backbone and transform registration)
-from rmt_mm.launch import add_debug_arg, load_config, run_cli  # noqa: E402
-from rmt_mm.serialization import atomic_save  # noqa: E402
-
-
-def save_untrained(config: str, out: str, seed: int = 0) -> None:
-    """Build the config's model, initialise it as training would start, save its weights."""
-    cfg, _ = load_config(config)
-    torch.manual_seed(seed)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    atomic_save({'state_dict': model.state_dict(), 'meta': dict(config=config, untrained=True)},
-                out)
-    print(f'saved untrained {config} weights to {out}')
+import argparse
+import glob
+import json
+import os.path as osp
+import sys
+from typing import Optional
 
 
 def test_metrics(work_dir: str) -> dict:
@@ -55,27 +32,18 @@ def compare(untrained_dir: str, trained_dir: str, overlays: Optional[str] = None
               + (f', e.g. {pngs[0]}' if pngs else ''))
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.cmd == 'init':
-        save_untrained(args.config, args.out, args.seed)
-    else:
-        compare(args.untrained_dir, args.trained_dir, args.overlays)
-    return 0
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    add_debug_arg(parser)
-    sub = parser.add_subparsers(dest='cmd', required=True)
-    init = sub.add_parser('init', help='save untrained weights')
-    init.add_argument('config')
-    init.add_argument('out')
-    init.add_argument('--seed', type=int, default=0)
-    cmp = sub.add_parser('compare', help='print untrained vs trained test metrics')
-    cmp.add_argument('untrained_dir')
-    cmp.add_argument('trained_dir')
-    cmp.add_argument('--overlays', help='directory of overlay PNGs to point at')
-    return run_cli(run, parser.parse_args(argv))
+    parser.add_argument('untrained_dir', help='work dir of the baseline tools/test.py run')
+    parser.add_argument('trained_dir', help="work dir of the trained model's run")
+    parser.add_argument('--overlays', help='directory of overlay PNGs to point at')
+    args = parser.parse_args(argv)
+    try:
+        compare(args.untrained_dir, args.trained_dir, args.overlays)
+    except (OSError, KeyError, ValueError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == '__main__':
