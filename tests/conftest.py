@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -8,20 +7,8 @@ import torch
 import rmt_mm  # noqa: F401  (installs safe loading and registers the backbones)
 
 # Plain asserts in the shared helpers report their values too (must precede their import).
-pytest.register_assert_rewrite('det_utils', 'seg_utils')
-
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get('RMT_MM_FIXTURES', REPO.parent / 'shared' / 'fixtures'))
-
-
-def fixture_dir(family: str) -> Path:
-    """Upstream parity data; CI sets RMT_MM_REQUIRE_FIXTURES=1 so absence fails loudly."""
-    path = FIXTURES / family
-    if not path.is_dir():
-        if os.environ.get('RMT_MM_REQUIRE_FIXTURES') == '1':
-            pytest.fail(f'parity fixtures not found at {path}')
-        pytest.skip(f'parity fixtures not found at {path} (set RMT_MM_FIXTURES)')
-    return path
+pytest.register_assert_rewrite('helpers')
+from helpers import fixture_dir  # noqa: E402
 
 
 @pytest.fixture(scope='session')
@@ -32,10 +19,6 @@ def rmt_fixtures() -> Path:
 @pytest.fixture(scope='session')
 def rmt_manifest(rmt_fixtures) -> dict:
     return json.loads((rmt_fixtures / 'manifest.json').read_text())
-
-
-def pytest_configure(config):
-    config.addinivalue_line('markers', 'slow: end-to-end tool runs (deselect with -m "not slow")')
 
 
 @pytest.fixture(autouse=True)

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer
-from toy_runner import Interrupt, InterruptAfter, make_runner
 
 from rmt_mm import hooks
 from rmt_mm.serialization import CheckpointError, atomic_open, atomic_save, safe_load
 
-TOY = os.path.join(os.path.dirname(__file__), 'toy_runner.py')
+from helpers.toy_runner import Interrupt, InterruptAfter, make_runner
+
+TOY = os.path.join(os.path.dirname(__file__), 'helpers', 'toy_runner.py')
 ATOMIC = dict(checkpoint_type='AtomicCheckpointHook', interval=2)
 
 

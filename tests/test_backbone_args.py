@@ -4,9 +4,10 @@ import math
 
 import numpy as np
 import pytest
-from backbone_cases import TINY_ARCHS, build_tiny
 
 from rmt_mm.models import FAMILIES, RMT, ResT, ResTV2
+
+from helpers.archs import TINY_ARCHS, build_tiny
 
 FAMILY_CLASSES = list(FAMILIES.values())
 NAN, INF = float('nan'), float('inf')

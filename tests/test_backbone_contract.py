@@ -8,11 +8,12 @@ from typing import Dict, List
 import pytest
 import torch
 import torch.utils.checkpoint
-from backbone_cases import TINY_ARCHS, build_tiny
 from torch import Tensor, nn
 
 from rmt_mm.models import FAMILIES, DenseBackbone
 from rmt_mm.models.validation import POSITIVE_INT
+
+from helpers.archs import TINY_ARCHS, build_tiny
 
 FAMILY_CLASSES = list(FAMILIES.values())
 

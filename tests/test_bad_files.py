@@ -6,16 +6,19 @@ import sys
 
 import pytest
 import torch
-from bad_inputs import UNREADABLE, assert_one_line_error, load_tool, write_unreadable
-from det_utils import DEMO_CONFIG, REPO, data_options
 from mmengine.runner import load_checkpoint
-from toy_runner import MINI
 
 from rmt_mm.checkpoint import load_backbone_checkpoint
 from rmt_mm.datasets.shapes import make_shapes_coco
 from rmt_mm.model_checkpoint import load_model_checkpoint
 from rmt_mm.models import RMT
 from rmt_mm.serialization import CheckpointError, safe_load
+
+from helpers import REPO
+from helpers.bad_files import UNREADABLE, write_unreadable
+from helpers.det import DEMO_CONFIG, data_options
+from helpers.tools import assert_one_line_error, tool_main
+from helpers.toy_runner import MINI
 
 KINDS = sorted(UNREADABLE)
 
@@ -90,7 +93,7 @@ def test_loader_touches_nothing_when_refusing(good, tmp_path):
 
 # ---------------------------------------------------------------------------- tools
 def _run(tool, argv, capsys):
-    code = load_tool(tool)(argv)
+    code = tool_main(tool)(argv)
     return code, capsys.readouterr().err
 
 
@@ -129,10 +132,10 @@ def test_debug_shows_the_traceback(good, shapes, tmp_path, monkeypatch):
     path, _, _ = write_unreadable('truncated', good, tmp_path)
     argv = [str(DEMO_CONFIG), str(path), '--cfg-options', *data_options(shapes)]
     with pytest.raises(CheckpointError):
-        load_tool('test')([*argv, '--debug'])
+        tool_main('test')([*argv, '--debug'])
     monkeypatch.setenv('RMT_MM_DEBUG', '1')
     with pytest.raises(CheckpointError):
-        load_tool('test')(argv)
+        tool_main('test')(argv)
 
 
 @pytest.mark.slow

@@ -1,26 +1,27 @@
 """Conversion of upstream checkpoints, safe unpickling and one-line errors for bad input."""
 import argparse
 import io
-import subprocess
-import sys
-from pathlib import Path
+import pickle
 
 import pytest
 import torch
-from bad_inputs import GetattrChain, RunsCode
 
 from rmt_mm.checkpoint import load_backbone_checkpoint, read_checkpoint
 from rmt_mm.convert import infer_arch
 from rmt_mm.models import RMT
 from rmt_mm.serialization import CheckpointError, safe_load
 
-REPO = Path(__file__).resolve().parents[1]
-TOOL = REPO / 'tools' / 'convert_imagenet_ckpt.py'
+from helpers import REPO
+from helpers.bad_files import GetattrChain, RunsCode
+from helpers.tools import call_tool, run_tool
+
+#: Whether plain ``torch.load`` defaults to ``weights_only=True`` (torch >= 2.6).
+TORCH_LOADS_WEIGHTS_ONLY = tuple(int(p) for p in torch.__version__.split('.')[:2]) >= (2, 6)
 
 
-def run_tool(*args):
-    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True,
-                          text=True, cwd=REPO)
+def convert(*args):
+    """The converter tool in this process."""
+    return call_tool('convert_imagenet_ckpt', *args)
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_convert_round_trip(tmp_path, rmt_fixtures, mini, fmt, ema, key):
     import json
     src = rmt_fixtures / f'tiny_c1110_{fmt}.pth'
     dst = tmp_path / 'converted.pth'
-    result = run_tool(src, dst, '--arch', json.dumps(mini), *(['--ema'] if ema else []))
+    result = convert(src, dst, '--arch', json.dumps(mini), *(['--ema'] if ema else []))
     assert result.returncode == 0, result.stderr
     # The converted file is plain data: it loads with weights_only and no allow-list.
     converted = torch.load(dst, weights_only=True)
@@ -62,7 +63,7 @@ def test_arch_is_inferred_for_released_sizes(tmp_path):
     weights = {k: v for k, v in weights.items() if not k.startswith('extra_norms')}
     weights.update({'head.weight': torch.zeros(1000, 1024), 'proj.weight': torch.zeros(1024, 512)})
     torch.save({'model': weights, 'args': argparse.Namespace(model='RMT_S')}, src)
-    result = run_tool(src, dst)
+    result = convert(src, dst)
     assert result.returncode == 0, result.stderr
     assert 'RMT-S' in result.stdout
     assert torch.load(dst)['meta']['arch'] == 'small'
@@ -71,7 +72,9 @@ def test_arch_is_inferred_for_released_sizes(tmp_path):
 def test_wrong_arch_is_named(tmp_path):
     src = tmp_path / 'rmt_b.pth'
     torch.save({'model': RMT(arch='b').state_dict()}, src)
-    result = run_tool(src, tmp_path / 'out.pth', '--arch', 's')
+    # In a real process: exactly what reaches the user's terminal.
+    result = run_tool([REPO / 'tools' / 'convert_imagenet_ckpt.py', src, tmp_path / 'out.pth',
+                       '--arch', 's'], check=False, show_warnings=True)
     assert result.returncode == 1
     assert result.stderr.startswith(f'error: {src}: checkpoint is RMT-B (embed_dims [80, 160, '
                                     '320, 512]')
@@ -81,7 +84,7 @@ def test_wrong_arch_is_named(tmp_path):
 
 
 def test_custom_arch_cannot_be_inferred(rmt_fixtures, tmp_path):
-    result = run_tool(rmt_fixtures / 'tiny_c1100_cls_deit_format.pth', tmp_path / 'o.pth')
+    result = convert(rmt_fixtures / 'tiny_c1100_cls_deit_format.pth', tmp_path / 'o.pth')
     assert result.returncode == 1 and 'pass --arch' in result.stderr
 
 
@@ -107,7 +110,8 @@ def test_detector_checkpoint_prefix_is_stripped(rmt_fixtures, mini):
     assert layout == 'state_dict' and any(k.startswith('neck.') for k in sd)
     model = RMT(arch=mini)
     load_backbone_checkpoint(model, str(rmt_fixtures / 'tiny_c1110_upstream_mmdet2_maskrcnn.pth'))
-    assert torch.equal(model.state_dict()['extra_norms.2.weight'], sd['backbone.extra_norms.2.weight'])
+    assert torch.equal(model.state_dict()['extra_norms.2.weight'],
+                       sd['backbone.extra_norms.2.weight'])
 
 
 def test_truncated_file(rmt_fixtures, tmp_path):
@@ -116,7 +120,7 @@ def test_truncated_file(rmt_fixtures, tmp_path):
     bad.write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointError, match='corrupt or truncated'):
         safe_load(str(bad))
-    result = run_tool(bad, tmp_path / 'o.pth', '--arch', 't')
+    result = convert(bad, tmp_path / 'o.pth', '--arch', 't')
     assert result.returncode == 1 and 'corrupt or truncated' in result.stderr
 
 
@@ -151,7 +155,18 @@ def test_code_in_pickle_is_refused_without_running(tmp_path, payload):
     torch.save({'state_dict': {'x': torch.zeros(1)}, 'meta': payload(marker)}, evil)
     with pytest.raises(CheckpointError, match=f'^{evil}: refused as unsafe: it references '):
         safe_load(str(evil))
-    with pytest.raises(Exception):  # plain torch.load (as mmengine calls it) refuses too
+    assert not marker.exists()
+
+
+@pytest.mark.skipif(not TORCH_LOADS_WEIGHTS_ONLY,
+                    reason='plain torch.load reads weights-only by default from torch 2.6 on')
+@pytest.mark.parametrize('payload', [RunsCode, GetattrChain])
+def test_plain_torch_load_refuses_code_too(tmp_path, payload):
+    # mmengine calls torch.load without weights_only: from torch 2.6 that refuses code as well.
+    marker = tmp_path / 'pwned'
+    evil = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {'x': torch.zeros(1)}, 'meta': payload(marker)}, evil)
+    with pytest.raises(pickle.UnpicklingError):
         torch.load(evil)
     assert not marker.exists()
 

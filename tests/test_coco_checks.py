@@ -7,12 +7,13 @@ import re
 
 import pytest
 import torch
-from bad_inputs import assert_one_line_error, load_tool
-from det_utils import DEMO_CONFIG, data_options
 
-from rmt_mm.datasets.shapes import make_shapes_coco, make_split
 from rmt_mm.datasets.coco_checks import DataError, check_coco, read_coco_json
+from rmt_mm.datasets.shapes import make_shapes_coco, make_split
 from rmt_mm.launch import load_config
+
+from helpers.det import DEMO_CONFIG, data_options
+from helpers.tools import assert_one_line_error, tool_main
 
 
 @pytest.fixture(scope='module')
@@ -178,14 +179,14 @@ def test_tools_report_bad_annotations_in_one_line(shapes, coco, tmp_path, capsys
     (root / 'annotations' / 'val.json').write_text(json.dumps(val))
     opts = ['--cfg-options', *data_options(str(root))]
     ann_id = _first(bad)['id']
-    code = load_tool('train')([str(DEMO_CONFIG), '--work-dir', str(tmp_path / 'w'), *opts])
+    code = tool_main('train')([str(DEMO_CONFIG), '--work-dir', str(tmp_path / 'w'), *opts])
     assert_one_line_error(code, capsys.readouterr().err, f'{root}/annotations/train.json: '
                           f'annotation {ann_id} (image {_first(bad)["image_id"]}): category '
                           'not in categories (category_id 99)')
     assert not list((tmp_path / 'w').glob('*.pth'))
     ckpt = tmp_path / 'any.pth'  # readable; the test set is checked before the model loads it
     torch.save({'state_dict': {}}, ckpt)
-    code = load_tool('test')([str(DEMO_CONFIG), str(ckpt), '--work-dir', str(tmp_path / 't'),
+    code = tool_main('test')([str(DEMO_CONFIG), str(ckpt), '--work-dir', str(tmp_path / 't'),
                               *opts])
     assert_one_line_error(code, capsys.readouterr().err, f'{root}/annotations/val.json: '
                           f'annotation {val["annotations"][0]["id"]}', 'box with negative size')

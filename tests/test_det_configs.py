@@ -4,9 +4,12 @@ import collections
 
 import pytest
 import torch
-from config_families import CONFIG_DIR, FAMILIES, family_configs, load
-from det_utils import TINY_ARCH, build_detector, check_loss_and_predict, train_short_sides
 from mmengine.optim import build_optim_wrapper
+
+from helpers import CONFIG_DIR
+from helpers.archs import RMT_TINY
+from helpers.configs import FAMILIES, family_configs, load
+from helpers.det import build_detector, check_loss_and_predict, train_short_sides
 
 CONFIGS = family_configs('rmt_det')
 EMBED_DIMS = dict(tiny=[64, 128, 256, 512], small=[64, 128, 256, 512],
@@ -38,7 +41,7 @@ UPSTREAM_PARAMS_M = {
     'retinanet_rmt_s_coco': 36, 'retinanet_rmt_b_coco': 63, 'retinanet_rmt_l_coco': 104,
 }
 #: Configs whose loss/predict test runs the real backbone (RMT-T/S); the RMT-B/L ones swap in
-#: TINY_ARCH (same heads, neck widths adjusted) to stay within the CI budget on 2 CPU cores.
+#: RMT_TINY (same heads, neck widths adjusted) to stay within the CI budget on 2 CPU cores.
 FULL_ARCH = {name for name, recipe in RECIPES.items() if recipe[1] in ('tiny', 'small')}
 
 
@@ -104,7 +107,7 @@ def test_full_detector_has_upstream_parameter_count(name):
 
 
 def _build(name: str, full_arch: bool):
-    return build_detector(config(name), None if full_arch else TINY_ARCH)
+    return build_detector(config(name), None if full_arch else RMT_TINY)
 
 
 @pytest.mark.parametrize('name', CONFIGS)

@@ -3,16 +3,19 @@ mmdet 2.x Mask R-CNN checkpoint loads into a 3.x Mask R-CNN with the backbone ex
 import json
 
 import torch
-from bad_inputs import load_tool
-from det_utils import DEMO_CONFIG, REPO, TINY_ARCH, data_options
 from mmengine.runner import Runner
 
 from rmt_mm.datasets.shapes import make_split
 from rmt_mm.launch import load_config
 
+from helpers import REPO
+from helpers.archs import RMT_TINY
+from helpers.det import DEMO_CONFIG, data_options
+from helpers.tools import tool_main
+
 
 def test_train_fails_fast_on_missing_pretrained_checkpoint(capsys):
-    assert load_tool('train')([str(REPO / 'configs' / 'maskrcnn_rmt_s_coco.py')]) == 2
+    assert tool_main('train')([str(REPO / 'configs' / 'maskrcnn_rmt_s_coco.py')]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith('error: model.backbone.init_cfg.checkpoint: checkpoint not found: '
                           'checkpoints/rmt_s_in1k.pth')
@@ -21,7 +24,7 @@ def test_train_fails_fast_on_missing_pretrained_checkpoint(capsys):
 
 def test_train_fails_fast_on_missing_data_root(capsys, tmp_path):
     missing = tmp_path / 'nowhere'
-    code = load_tool('train')([str(DEMO_CONFIG), '--work-dir', str(tmp_path / 'w'),
+    code = tool_main('train')([str(DEMO_CONFIG), '--work-dir', str(tmp_path / 'w'),
                           '--cfg-options', *data_options(str(missing))])
     err = capsys.readouterr().err
     assert code == 2 and f'train_dataloader.dataset.data_root: not found: {missing}' in err
@@ -29,12 +32,12 @@ def test_train_fails_fast_on_missing_data_root(capsys, tmp_path):
 
 
 def test_test_tool_fails_fast_on_missing_checkpoint(capsys, tmp_path):
-    assert load_tool('test')([str(DEMO_CONFIG), str(tmp_path / 'none.pth')]) == 2
+    assert tool_main('test')([str(DEMO_CONFIG), str(tmp_path / 'none.pth')]) == 2
     assert f'load_from: checkpoint not found: {tmp_path}/none.pth' in capsys.readouterr().err
 
 
 def test_demo_tool_fails_fast_on_missing_files(capsys, tmp_path):
-    assert load_tool('demo')([str(tmp_path / 'x.png'), str(DEMO_CONFIG), 'none.pth']) == 2
+    assert tool_main('demo')([str(tmp_path / 'x.png'), str(DEMO_CONFIG), 'none.pth']) == 2
     assert 'file not found' in capsys.readouterr().err
 
 
@@ -66,7 +69,7 @@ def test_upstream_mmdet2_checkpoint_loads_with_load_from(rmt_fixtures, rmt_manif
     file's neck is 8 channels wide and it has no heads, so the partial load is asked for."""
     path = rmt_fixtures / 'tiny_c1110_upstream_mmdet2_maskrcnn.pth'
     arch = rmt_manifest['tiny_c1110/config']
-    assert arch == TINY_ARCH
+    assert arch == RMT_TINY
     cfg, _ = load_config(str(REPO / 'configs' / 'maskrcnn_rmt_t_coco.py'), work_dir=str(tmp_path))
     cfg.model.backbone.update(arch=arch, init_cfg=None, norm_cfg=dict(type='BN'))
     cfg.model.neck.in_channels = arch['embed_dims']

@@ -9,9 +9,15 @@ import cv2
 import mmengine
 import pytest
 import torch
-from det_utils import DEMO_CONFIG, REPO, data_options, run_tool
 
 from rmt_mm.datasets.shapes import make_shapes_coco
+
+from helpers import REPO
+from helpers.det import DEMO_CONFIG, data_options
+from helpers.tools import run_tool
+
+#: Every test here runs the tools end to end in fresh processes.
+pytestmark = pytest.mark.slow
 
 ITERS = 4
 # Small and quick: 128 px images, few proposals, checkpoints every 2 iterations.

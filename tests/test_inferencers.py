@@ -15,8 +15,9 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from config_families import load
 from PIL import Image
+
+from helpers.configs import load
 
 PHOTO = Path(matplotlib.get_data_path()) / 'sample_data' / 'grace_hopper.jpg'
 DET_CONFIGS = {'RMT': 'maskrcnn_rmt_t_coco', 'ResT': 'maskrcnn_rest_s_coco',

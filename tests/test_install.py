@@ -9,11 +9,13 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from importlib.metadata import version
 
 import pytest
-from stacks import REPO, STACKS, installed_stack, stack_pins
+import tomllib
+
+from helpers import REPO
+from helpers.stacks import STACKS, installed_stack, stack_pins
 
 PYPROJECT = tomllib.loads((REPO / 'pyproject.toml').read_text())
 
@@ -29,6 +31,7 @@ def dry_run(target: str, report) -> dict:
 
 
 @pytest.mark.parametrize('extras', ['', '[{stack},test]'], ids=['core', 'stack-extra'])
+@pytest.mark.slow
 def test_installing_changes_nothing_but_rmt_mm(tmp_path, extras):
     report = dry_run(f'{REPO}{extras.format(stack=installed_stack())}', tmp_path / 'report.json')
     planned = {item['metadata']['name']: item['metadata']['version'] for item in report['install']}

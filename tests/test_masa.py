@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from rmt_mm.models import RMT
-from rmt_mm.models import masa, masa_blocked, speedups
+from rmt_mm.models import RMT, masa, masa_blocked, speedups
 
 MINI = dict(embed_dims=[16, 32, 64, 96], depths=[1, 1, 2, 1], num_heads=[2, 2, 4, 4],
             init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[3, 3, 3, 3],
@@ -108,7 +107,8 @@ def test_blocked_backward_passes_gradcheck(decomposed, block_mode):
                    for _ in range(3))
         kernel = (masa_blocked.masa_decomposed_blocked if decomposed
                   else masa_blocked.masa_full_blocked)
-        assert torch.autograd.gradcheck(lambda *t: kernel(*t, bias_h, bias_w), (q, k, v))
+        assert torch.autograd.gradcheck(
+            lambda *t, kernel=kernel, bh=bias_h, bw=bias_w: kernel(*t, bh, bw), (q, k, v))
 
 
 @pytest.mark.parametrize('block_elems', [3402, 1134, 567, 5])

@@ -10,12 +10,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
-from det_utils import DEMO_CONFIG as DET_DEMO
-from det_utils import REPO, data_options, run_tool
-from seg_utils import DEMO_CONFIG as SEG_DEMO
 
 from rmt_mm.datasets.shapes import make_shapes_coco
 from rmt_mm.datasets.shapes_seg import make_shapes_ade
+
+from helpers.det import DEMO_CONFIG as DET_DEMO
+from helpers.det import data_options
+from helpers.seg import DEMO_CONFIG as SEG_DEMO
+from helpers.tools import run_tool
 
 pytestmark = pytest.mark.slow
 ITERS = 2

@@ -5,11 +5,13 @@ import textwrap
 
 import pytest
 import torch
-from config_families import CONFIG_DIR, FAMILIES, family_configs, load
 from mmengine.config import Config
 
 from rmt_mm.layer_decay import ResTStageDecayOptimizerConstructor
 from rmt_mm.models import RMT, ResT, ResTV2
+
+from helpers import CONFIG_DIR
+from helpers.configs import FAMILIES, family_configs, load
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])

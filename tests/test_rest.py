@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from backbone_cases import REST_TINY, RESTV2_TINY
-from conftest import fixture_dir
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from rmt_mm.models import ResT, ResTV2
 from rmt_mm.models import rest as rest_v1
 from rmt_mm.models import restv2 as rest_v2
 from rmt_mm.models.rest_common import tokens_to_map
+
+from helpers import fixture_dir
+from helpers.archs import REST_TINY, RESTV2_TINY
 
 # The upstream-produced fixtures use these tiny archs (checked against their configs below).
 TINY = {'v1': REST_TINY, 'v2': RESTV2_TINY}

@@ -1,31 +1,25 @@
 """ResT/ResTv2 upstream checkpoints go through the same converter and ``init_cfg`` loader as
 RMT: round trips reproduce the upstream detectron2 features, bad input gets one-line errors."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import fixture_dir
 
 from rmt_mm.checkpoint import load_backbone_checkpoint
 from rmt_mm.models import ResT, ResTV2
 from rmt_mm.serialization import CheckpointError
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    'v1': dict(backbone='ResT', embed_dims=[16, 32, 64, 128], depths=[1, 1, 2, 1],
-               num_heads=[1, 2, 4, 8], mlp_ratios=[4, 4, 4, 4], sr_ratios=[8, 4, 2, 1]),
-    'v2': dict(backbone='ResTV2', embed_dims=[16, 32, 64, 128], depths=[1, 1, 2, 1],
-               num_heads=[1, 2, 4, 8], sr_ratios=[8, 4, 2, 1]),
-}
+from helpers import fixture_dir
+from helpers.archs import REST_TINY, RESTV2_TINY
+from helpers.tools import call_tool
+
+TINY = {'v1': dict(REST_TINY, backbone='ResT'), 'v2': dict(RESTV2_TINY, backbone='ResTV2')}
 CLASSES = {'v1': ResT, 'v2': ResTV2}
 
 
 def convert(src, dst, *args):
-    return subprocess.run([sys.executable, str(REPO / 'tools' / 'convert_imagenet_ckpt.py'),
-                           str(src), str(dst), *args], capture_output=True, text=True)
+    """The converter tool in this process."""
+    return call_tool('convert_imagenet_ckpt', src, dst, *args)
 
 
 @pytest.mark.parametrize('version,file', [('v1', 'rest_v1_tiny_cls.pth'),

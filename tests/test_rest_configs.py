@@ -3,13 +3,14 @@ reported, and their models train and predict at the full arch; their optimizers 
 parameter upstream's weight decay and (ResTv2-S/B UPerNet) stage-wise learning rate."""
 import pytest
 import torch
-from config_families import family_configs, load
-from det_utils import build_detector, check_loss_and_predict, train_short_sides
 from mmengine.optim import build_optim_wrapper
-from seg_utils import check_loss_and_predict as check_seg_loss_and_predict
 from torch import nn
 
 from rmt_mm.models import REST_ARCHS, RESTV2_ARCHS
+
+from helpers.configs import family_configs, load
+from helpers.det import build_detector, check_loss_and_predict, train_short_sides
+from helpers.seg import check_loss_and_predict as check_seg_loss_and_predict
 
 DET_CONFIGS = family_configs('rest_det')
 SEG_CONFIGS = family_configs('rest_seg')

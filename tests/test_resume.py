@@ -4,7 +4,8 @@ import copy
 
 import pytest
 import torch
-from toy_runner import Interrupt, InterruptAfter, make_runner
+
+from helpers.toy_runner import Interrupt, InterruptAfter, make_runner
 
 
 @pytest.fixture(scope='module')

@@ -3,10 +3,11 @@ import json
 
 import pytest
 import torch
-from backbone_cases import RMT_MINI as MINI
 from torch import nn
 
 from rmt_mm.models import RMT, resolve_arch
+
+from helpers.archs import RMT_TINY as MINI
 
 SIZES = {'T': 'tiny', 'S': 'small', 'B': 'base', 'L': 'large'}
 

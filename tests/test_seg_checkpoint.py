@@ -6,7 +6,8 @@ import torch
 from rmt_mm.launch import load_config
 from rmt_mm.serialization import CheckpointError
 
-from seg_utils import REPO, seg_batch
+from helpers import REPO
+from helpers.seg import seg_batch
 
 
 def build_segmentor(arch: dict, checkpoint: str, config='fpn_rmt_s_ade20k-512x512-80k.py'):

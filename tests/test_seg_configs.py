@@ -1,8 +1,9 @@
 """Every RMT ADE20K config follows upstream's recipe, builds, and its model trains and
 predicts."""
 import pytest
-from config_families import load
-from seg_utils import DEMO_CONFIG, SEG_CONFIGS, check_loss_and_predict
+
+from helpers.configs import load
+from helpers.seg import DEMO_CONFIG, SEG_CONFIGS, check_loss_and_predict
 
 # Upstream (reference §4.2): arch, drop_path_rate, stage-3 channels (UperNet aux head input).
 ARCHS = dict(t=('tiny', 0.1, 256), s=('small', 0.15, 256), b=('base', 0.4, 320),

@@ -6,7 +6,8 @@ from PIL import Image
 from rmt_mm.datasets.shapes_seg import make_shapes_ade
 from rmt_mm.launch import load_config
 
-from seg_utils import DEMO_CONFIG, REPO
+from helpers import REPO
+from helpers.seg import DEMO_CONFIG
 
 FULL_CONFIG = str(REPO / 'configs' / 'fpn_rmt_t_ade20k-512x512-80k.py')  # all 150 classes
 

@@ -2,7 +2,6 @@
 evaluation (whole image and multi-scale + flip TTA), sliding-window inference, bad labels."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +12,18 @@ from PIL import Image
 from rmt_mm.datasets.shapes_seg import ADE20K_IDS, SHAPES_CLASSES, make_shapes_ade
 from rmt_mm.launch import load_config
 
-from seg_utils import DEMO_CONFIG, REPO, seg_batch
+from helpers import REPO
+from helpers.seg import DEMO_CONFIG, seg_batch
+from helpers.tools import run_tool
 
 # The demo config on 6+3 images of ~56x72 pixels, for 3 iterations of 2 images.
 TINY = ['train_dataloader.batch_size=2', 'train_cfg.max_iters=3',
         'default_hooks.checkpoint.interval=3']
 
 
-def run_tool(tool: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / 'tools' / tool), *args],
-                          capture_output=True, text=True, cwd=REPO)
+def tool(name: str, *args: str) -> subprocess.CompletedProcess:
+    """``tools/<name>`` in a fresh process, its exit status left to the test."""
+    return run_tool([REPO / 'tools' / name, *args], check=False, show_warnings=True)
 
 
 def data_options(root: Path):
@@ -47,7 +48,7 @@ def tiny_set(tmp_path_factory) -> Path:
 @pytest.fixture(scope='module')
 def trained(tiny_set, tmp_path_factory) -> Path:
     work_dir = tmp_path_factory.mktemp('train')
-    result = run_tool('train.py', str(DEMO_CONFIG), '--work-dir', str(work_dir),
+    result = tool('train.py', str(DEMO_CONFIG), '--work-dir', str(work_dir),
                       '--cfg-options', *TINY, *data_options(tiny_set))
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = work_dir / 'iter_3.pth'
@@ -73,8 +74,9 @@ def test_generator_is_deterministic_and_ade_shaped(tiny_set, tmp_path):
     assert SHAPES_CLASSES[0] == 'wall'
 
 
+@pytest.mark.slow
 def test_train_then_test_reports_miou(trained, tiny_set, tmp_path):
-    result = run_tool('test.py', str(DEMO_CONFIG), str(trained), '--work-dir', str(tmp_path),
+    result = tool('test.py', str(DEMO_CONFIG), str(trained), '--work-dir', str(tmp_path),
                       '--cfg-options', *data_options(tiny_set))
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = metrics_of(tmp_path)
@@ -83,13 +85,15 @@ def test_train_then_test_reports_miou(trained, tiny_set, tmp_path):
     assert 'per class results' in log and all(c in log for c in SHAPES_CLASSES)
 
 
+@pytest.mark.slow
 def test_tta_multiscale_flip(trained, tiny_set, tmp_path):
-    result = run_tool('test.py', str(DEMO_CONFIG), str(trained), '--tta', '--work-dir',
+    result = tool('test.py', str(DEMO_CONFIG), str(trained), '--tta', '--work-dir',
                       str(tmp_path), '--cfg-options', *data_options(tiny_set))
     assert result.returncode == 0, result.stderr[-3000:]
     assert 0 <= metrics_of(tmp_path)['mIoU'] <= 100
 
 
+@pytest.mark.slow
 def test_out_of_range_label_fails_with_file_name(trained, tiny_set, tmp_path):
     bad = tmp_path / 'bad'
     make_shapes_ade(str(bad), num_train=1, num_val=2, size=(56, 72), seed=1)
@@ -97,7 +101,7 @@ def test_out_of_range_label_fails_with_file_name(trained, tiny_set, tmp_path):
     label = np.asarray(Image.open(ann)).copy()
     label[0, :3] = 200
     Image.fromarray(label).save(ann)
-    result = run_tool('test.py', str(DEMO_CONFIG), str(trained), '--work-dir',
+    result = tool('test.py', str(DEMO_CONFIG), str(trained), '--work-dir',
                       str(tmp_path / 'wd'), '--cfg-options', *data_options(bad))
     assert result.returncode != 0
     assert f'ValueError: {ann}: label values [200] are not classes of this dataset' \

@@ -5,9 +5,11 @@ import sys
 import textwrap
 
 import pytest
-from stacks import REPO, installed_stack
 
 import _rmt_mm_scopes
+
+from helpers import REPO
+from helpers.stacks import installed_stack
 
 SEG_ROOT = REPO / 'configs' / 'upernet_restv2_t_ade20k-512x512-160k.py'
 PROVIDER = dict(openmmlab=dict(mmseg='mmsegmentation', mmdet='mmdet'),

@@ -8,8 +8,6 @@ import threading
 
 import pytest
 import torch
-from bad_inputs import assert_one_line_error, load_tool, write_unreadable
-from det_utils import DEMO_CONFIG, TINY_ARCH
 from mmengine.runner import Runner
 
 from rmt_mm.datasets.shapes import make_shapes_coco
@@ -17,6 +15,11 @@ from rmt_mm.launch import load_config
 from rmt_mm.model_checkpoint import load_model_checkpoint
 from rmt_mm.models import RMT, ResT
 from rmt_mm.serialization import CheckpointError
+
+from helpers.archs import RMT_TINY
+from helpers.bad_files import write_unreadable
+from helpers.det import DEMO_CONFIG
+from helpers.tools import assert_one_line_error, tool_main
 
 TINY = "custom RMT (embed_dims [16, 32, 64, 96], depths [1, 2, 2, 1], num_heads [2, 2, 4, 4])"
 BUILDS = f'config builds MaskRCNN with a {TINY} backbone + neck, roi_head, rpn_head'
@@ -35,8 +38,8 @@ def config(tmp_path_factory):
         f"{'train_pipeline' if split == 'train' else 'test_pipeline'}))"
         for split in ('train', 'val', 'test'))
     path.write_text(f"""_base_ = '{DEMO_CONFIG}'
-model = dict(backbone=dict(arch=dict(_delete_=True, **{TINY_ARCH})),
-             neck=dict(in_channels={TINY_ARCH['embed_dims']}))
+model = dict(backbone=dict(arch=dict(_delete_=True, **{RMT_TINY})),
+             neck=dict(in_channels={RMT_TINY['embed_dims']}))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -197,7 +200,7 @@ def test_tools_refuse_before_compute(config, misfit_files, tmp_path, capsys, no_
     for tool, argv, parts in runs:
         work = tmp_path / f'work_{tool}'
         argv = argv if tool == 'demo' else [*argv, '--work-dir', str(work)]
-        code = load_tool(tool)(argv)
+        code = tool_main(tool)(argv)
         assert_one_line_error(code, capsys.readouterr().err, *parts)
         assert not list(work.glob('*.pth')) and not (work / 'last_checkpoint').exists()
     assert not no_compute
@@ -207,7 +210,7 @@ def test_tools_refuse_before_compute(config, misfit_files, tmp_path, capsys, no_
 @pytest.mark.slow
 def test_train_partial_load_logs_what_it_left_out(config, misfit_files, tmp_path, capsys):
     path = misfit_files['another class count']
-    code = load_tool('train')([str(config), '--work-dir', str(tmp_path), '--partial-load',
+    code = tool_main('train')([str(config), '--work-dir', str(tmp_path), '--partial-load',
                                *CLASS_LAYERS, '--cfg-options', f'load_from={path}'])
     assert code == 0, capsys.readouterr().err
     log = next(tmp_path.glob('*/*.log')).read_text()
@@ -242,14 +245,14 @@ def hub(tmp_path, monkeypatch):
 
 def test_init_cfg_url_downloads_to_hub_cache_and_loads_strictly(server, hub):
     root, url = server
-    weights = RMT(arch=TINY_ARCH).state_dict()
+    weights = RMT(arch=RMT_TINY).state_dict()
     torch.save({'state_dict': weights}, root / 'tiny_in1k.pth')
-    model = RMT(arch=TINY_ARCH, init_cfg=dict(type='Pretrained',
+    model = RMT(arch=RMT_TINY, init_cfg=dict(type='Pretrained',
                                               checkpoint=f'{url}/tiny_in1k.pth'))
     model.init_weights()
     assert (hub / 'tiny_in1k.pth').is_file()
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
-    wrong = RMT(arch={**TINY_ARCH, 'depths': [1, 1, 2, 1]},
+    wrong = RMT(arch={**RMT_TINY, 'depths': [1, 1, 2, 1]},
                 init_cfg=dict(type='Pretrained', checkpoint=f'{url}/tiny_in1k.pth'))
     with pytest.raises(CheckpointError, match=rf'^{url}/tiny_in1k.pth: checkpoint is a custom '
                        'RMT'):
@@ -282,17 +285,17 @@ def test_tools_with_urls(server, hub, config, misfit_files, good, tmp_path, caps
     and an unreadable file are refused as for local files."""
     root, url = server
     (root / 'tiny_det.pth').write_bytes(good.read_bytes())
-    assert load_tool('test')([str(config), f'{url}/tiny_det.pth', '--work-dir',
+    assert tool_main('test')([str(config), f'{url}/tiny_det.pth', '--work-dir',
                               str(tmp_path / 'ok')]) == 0
     assert (hub / 'tiny_det.pth').is_file() and list((tmp_path / 'ok').glob('*/*.json'))
     no_compute.clear()
     (root / 'rest.pth').write_bytes(misfit_files['ResT into an RMT config'].read_bytes())
     truncated, _, expected = write_unreadable('truncated', good, tmp_path)
     (root / 'truncated.pth').write_bytes(truncated.read_bytes())
-    code = load_tool('test')([str(config), f'{url}/rest.pth', '--work-dir', str(tmp_path / 'w')])
+    code = tool_main('test')([str(config), f'{url}/rest.pth', '--work-dir', str(tmp_path / 'w')])
     assert_one_line_error(code, capsys.readouterr().err, f'{url}/rest.pth',
                           *MISFITS['ResT into an RMT config'][1])
-    code = load_tool('train')([str(config), '--work-dir', str(tmp_path / 'w2'), '--cfg-options',
+    code = tool_main('train')([str(config), '--work-dir', str(tmp_path / 'w2'), '--cfg-options',
                                f'load_from={url}/truncated.pth'])
     assert_one_line_error(code, capsys.readouterr().err,
                           f'load_from: {url}/truncated.pth: {expected}')

@@ -1,21 +1,13 @@
 """Helpers shared by the detection tests."""
-import os
-import subprocess
-import sys
-from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import List, Optional, Set
 
 import numpy as np
 import torch
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / 'configs' / 'demo' / 'maskrcnn_rmt_t_shapes.py'
-#: The parity fixtures' tiny arch (decomposed attention in stages 1-3, as RMT-S/B/L).
-TINY_ARCH = dict(embed_dims=[16, 32, 64, 96], depths=[1, 2, 2, 1], num_heads=[2, 2, 4, 4],
-                 init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[3, 3, 3, 3],
-                 layerscales=[False, False, True, True], layer_init_values=1e-6,
-                 chunkwise_recurrents=[True, True, True, False])
+from . import CONFIG_DIR
+
+DEMO_CONFIG = CONFIG_DIR / 'demo' / 'maskrcnn_rmt_t_shapes.py'
 
 
 def data_options(data_root: str, img_scale: int = 128) -> List[str]:
@@ -28,18 +20,6 @@ def data_options(data_root: str, img_scale: int = 128) -> List[str]:
              f'test_dataloader.dataset.pipeline.1.scale=({img_scale},{img_scale})']
     return opts
 
-
-def run_tool(args: List[str], timeout: int = 600, env: Dict[str, str] = None,
-             python_script: bool = True) -> subprocess.CompletedProcess:
-    """Run a tool as a user would; fail with its output if it exits non-zero."""
-    full_env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'),
-                    PYTHONWARNINGS='ignore', **(env or {}))
-    cmd = [sys.executable, *args] if python_script else args
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f'{" ".join(cmd)} failed:\n{proc.stdout[-3000:]}\n' \
-                                 f'{proc.stderr[-5000:]}'
-    return proc
 
 
 def fake_detection_batch(model, height: int, width: int):

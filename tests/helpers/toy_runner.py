@@ -1,10 +1,10 @@
 """A tiny RMT classifier trained by mmengine's Runner in a second: the resume and crash tests'
-subject. Also a script (``python tests/toy_runner.py WORK_DIR [--plain] [--die-at-save N]``) so
-that a test can kill a real training process while it writes a checkpoint."""
+subject. Also a script (``python tests/helpers/toy_runner.py WORK_DIR [--plain]
+[--die-at-save N]``) so that a test can kill a real training process while it writes a
+checkpoint."""
 import argparse
 import os
 import signal
-import sys
 
 import numpy as np
 import torch
@@ -14,9 +14,7 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from rmt_mm.models import RMT  # noqa: E402
+from rmt_mm.models import RMT
 
 MINI = dict(embed_dims=[8, 16, 16, 16], depths=[1, 1, 1, 1], num_heads=[2, 2, 2, 2],
             init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[2, 2, 2, 2],

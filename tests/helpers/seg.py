@@ -1,15 +1,15 @@
 """Shared helpers of the segmentation tests."""
-from pathlib import Path
 from typing import List, Tuple
 
 import torch
-from config_families import family_configs
 from mmengine.structures import PixelData
 
-REPO = Path(__file__).resolve().parents[1]
+from . import CONFIG_DIR
+from .configs import family_configs
+
 #: RMT's ADE20K configs (file names); ResT's are checked in test_rest_configs.py.
 SEG_CONFIGS = [f'{name}.py' for name in family_configs('rmt_seg')]
-DEMO_CONFIG = REPO / 'configs' / 'demo' / 'fpn_rmt_t_shapes-seg.py'
+DEMO_CONFIG = CONFIG_DIR / 'demo' / 'fpn_rmt_t_shapes-seg.py'
 
 
 def seg_batch(num_classes: int, size: Tuple[int, int], n: int = 2) -> Tuple[torch.Tensor, List]:

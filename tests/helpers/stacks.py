@@ -1,10 +1,10 @@
 """Which supported stack this environment holds and what scripts/stacks/ pins for it."""
 import re
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Dict
 
-REPO = Path(__file__).resolve().parents[1]
+from . import REPO
+
 STACKS = ('openmmlab', 'onedl')
 
 

@@ -1,7 +1,5 @@
-"""Bad checkpoint files, built from a good one, and helpers to run a tool in-process and check
-that it failed as a user should see it."""
+"""Bad checkpoint files, built from a good one: every class of unreadable or unsafe input."""
 import argparse
-import importlib.util
 import io
 import os
 import pickle
@@ -10,8 +8,6 @@ from pathlib import Path
 from typing import Callable, Dict, Tuple
 
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class RunsCode:
@@ -103,23 +99,3 @@ def write_unreadable(kind: str, good_path: Path, directory: Path) -> Tuple[Path,
     marker = directory / f'{path.stem}.ran'
     path.write_bytes(build(good, obj, marker))
     return path, marker, expected
-
-
-def load_tool(name: str) -> Callable:
-    """A tool's ``main(argv)``, loaded as a module."""
-    spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
-def assert_one_line_error(code: int, err: str, *parts: str) -> str:
-    """A failed tool run as the user sees it: non-zero exit, exactly one ``error:`` line on
-    stderr holding every part, no traceback and no advice to turn safe loading off."""
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert code != 0, err
-    assert len(lines) == 1 and lines[0].startswith('error: '), err
-    assert 'Traceback' not in err and 'weights_only' not in err, err
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
-    return lines[0]

@@ -2,7 +2,6 @@
 (``test_every_config_is_tested_by_one_family``), and each family's module parametrises over it."""
 import copy
 import functools
-from pathlib import Path
 from typing import List, Tuple
 
 from mmengine.config import Config
@@ -10,7 +9,8 @@ from mmengine.registry import init_default_scope
 
 from rmt_mm.launch import load_config
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+from . import CONFIG_DIR
+
 #: Family -> glob over CONFIG_DIR (``_rest`` also matches ``_restv2``).
 FAMILIES = {
     'rmt_det': '*_rmt_*_coco.py',  # test_det_configs.py
