@@ -46,4 +46,5 @@ demo-seg: env
 	$(DEMO_RUN) tools/seg_demo.py $(SEG_DIR)/untrained $(SEG_DIR)/trained --overlays $(SEG_DIR)/overlays
 
 test: env
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -56,7 +56,8 @@ def _redirect_in(module) -> None:
     try:
         redirect_scopes(mapping)
     except Exception as err:  # never break importing mmengine; its own error follows if needed
-        warnings.warn(f'rmt_mm: could not map config scopes to distributions: {err!r}')
+        warnings.warn(f'rmt_mm: could not map config scopes to distributions: {err!r}',
+                      stacklevel=2)
 
 
 class _RedirectOnImport(importlib.abc.MetaPathFinder):

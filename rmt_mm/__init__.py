@@ -1,7 +1,7 @@
 """RMT and ResT backbones for MMDetection 3.x and MMSegmentation 1.x."""
 from . import serialization
-from .models import RMT, RMT_ARCHS
 from .hooks import RNGStateHook
+from .models import RMT, RMT_ARCHS
 from .registry import register_all_modules
 
 __version__ = '0.1.0'

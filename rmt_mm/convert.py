@@ -12,8 +12,14 @@ from typing import Optional, Tuple, Type
 
 import torch
 
-from .checkpoint import (StateDict, backbone_key_diff, check_state_dict, describe_checkpoint,
-                         read_checkpoint, to_backbone_state_dict)
+from .checkpoint import (
+    StateDict,
+    backbone_key_diff,
+    check_state_dict,
+    describe_checkpoint,
+    read_checkpoint,
+    to_backbone_state_dict,
+)
 from .models import DEFAULT_FAMILY, FAMILIES
 from .models.base import DenseBackbone
 from .serialization import CheckpointError, atomic_save

@@ -12,8 +12,9 @@ does so at start-up already, this covers interpreters that skip it).
 import importlib
 from typing import Callable, Dict, Iterable, List
 
-import _rmt_mm_scopes
 from mmengine import registry as root
+
+import _rmt_mm_scopes
 
 from .datasets.transforms import CheckSegLabels
 from .hooks import AtomicCheckpointHook, RNGStateHook, StrictLoadHook

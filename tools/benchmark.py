@@ -24,6 +24,7 @@ import torch
 
 from rmt_mm.models import RMT
 
+
 def build(arch: str, impl: str, device: str, dtype: torch.dtype, with_cp: bool) -> RMT:
     torch.manual_seed(0)  # same weights for every implementation
     model = RMT(arch=arch, attn_impl=impl, drop_path_rate=0.0, with_cp=with_cp)

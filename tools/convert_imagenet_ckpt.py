@@ -14,11 +14,11 @@ import warnings
 
 warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import sys
 
-from rmt_mm.convert import convert_checkpoint, parse_arch  # noqa: E402
-from rmt_mm.launch import ConfigError, add_debug_arg, run_cli  # noqa: E402
+from rmt_mm.convert import convert_checkpoint, parse_arch
+from rmt_mm.launch import ConfigError, add_debug_arg, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -5,20 +5,19 @@ import warnings
 
 warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
 
-import argparse  # noqa: E402
-import os.path as osp  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import os.path as osp
+import sys
 
-import mmcv  # noqa: E402
-from mmengine.config import DictAction  # noqa: E402
+import mmcv
+from mmengine.config import DictAction
 
 import rmt_mm  # noqa: E402,F401  (safe checkpoint loading + backbone registration)
-from rmt_mm.datasets.checked_coco import image_file_problem  # noqa: E402
-from rmt_mm.datasets.coco_checks import DataError  # noqa: E402
-from rmt_mm.launch import (ConfigError, add_debug_arg, add_loading_args,  # noqa: E402
-                           load_config, run_cli)
-from rmt_mm.model_checkpoint import load_model_checkpoint  # noqa: E402
-from rmt_mm.serialization import check_checkpoint_file  # noqa: E402
+from rmt_mm.datasets.checked_coco import image_file_problem
+from rmt_mm.datasets.coco_checks import DataError
+from rmt_mm.launch import ConfigError, add_debug_arg, add_loading_args, load_config, run_cli
+from rmt_mm.model_checkpoint import load_model_checkpoint
+from rmt_mm.serialization import check_checkpoint_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:

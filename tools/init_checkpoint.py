@@ -5,16 +5,15 @@ import warnings
 
 warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import sys
 
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.runner import Runner, weights_to_cpu  # noqa: E402
+from mmengine.config import DictAction
+from mmengine.runner import Runner, weights_to_cpu
 
 import rmt_mm  # noqa: E402,F401  (safe checkpoint loading + backbone registration)
-from rmt_mm.launch import (add_debug_arg, check_paths, load_config,  # noqa: E402
-                           quiet_known_noise, run_cli)
-from rmt_mm.serialization import atomic_save  # noqa: E402
+from rmt_mm.launch import add_debug_arg, check_paths, load_config, quiet_known_noise, run_cli
+from rmt_mm.serialization import atomic_save
 
 
 def parse_args(argv=None) -> argparse.Namespace:

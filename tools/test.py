@@ -11,18 +11,26 @@ import warnings
 
 warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  # setuptools noise
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import os
+import sys
 
-from mmengine.config import DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
+from mmengine.config import DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 import rmt_mm  # noqa: E402,F401  (safe checkpoint loading + backbone registration)
-from rmt_mm.launch import (ConfigError, add_debug_arg, add_loading_args,  # noqa: E402
-                           add_safety_hooks, check_paths, load_config, quiet_known_noise,
-                           run_cli, setup_cpu_distributed)
+from rmt_mm.launch import (
+    ConfigError,
+    add_debug_arg,
+    add_loading_args,
+    add_safety_hooks,
+    check_paths,
+    load_config,
+    quiet_known_noise,
+    run_cli,
+    setup_cpu_distributed,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

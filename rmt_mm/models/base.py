@@ -15,8 +15,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..checkpoint import load_backbone_checkpoint
-from .validation import (RATE, Rule, check_bool, check_cfg, check_indices, check_int,
-                         check_rate)
+from .validation import RATE, Rule, check_bool, check_cfg, check_indices, check_int, check_rate
 
 DEFAULT_NORM_CFG = dict(type='BN', requires_grad=True)
 

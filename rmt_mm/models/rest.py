@@ -17,8 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import build_norm
-from .rest_common import (HW, NUM_STAGES, PixelAttention, ResTBackboneBase, ResTBlock,
-                          SpatialReductionAttention, init_rest_weights, map_to_tokens)
+from .rest_common import (
+    HW,
+    NUM_STAGES,
+    PixelAttention,
+    ResTBackboneBase,
+    ResTBlock,
+    SpatialReductionAttention,
+    init_rest_weights,
+    map_to_tokens,
+)
 from .validation import BOOL, OPTIONAL_POSITIVE, POSITIVE, RATE
 
 LN_EPS = 1e-5  # every LayerNorm of v1, including sr_norm and the output norms

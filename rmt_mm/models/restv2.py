@@ -17,8 +17,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import build_norm
-from .rest_common import (HW, NUM_STAGES, PixelAttention, ResTBackboneBase, ResTBlock,
-                          SpatialReductionAttention, init_rest_weights, map_to_tokens)
+from .rest_common import (
+    HW,
+    NUM_STAGES,
+    PixelAttention,
+    ResTBackboneBase,
+    ResTBlock,
+    SpatialReductionAttention,
+    init_rest_weights,
+    map_to_tokens,
+)
 
 LN_EPS = 1e-6  # every LayerNorm of v2, including the output norms
 MLP_RATIO = 4  # hard-wired upstream

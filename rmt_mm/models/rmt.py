@@ -29,8 +29,7 @@ from .base import DenseBackbone, build_norm
 from .depthwise import depthwise_conv2d
 from .masa import ATTN_IMPLS, RelPos2d, masa
 from .speedups import CpuSpeedups, ffn_in_row_chunks, layer_scale, residual_add
-from .validation import (BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, RATE, check_bool,
-                         check_choice)
+from .validation import BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, RATE, check_bool, check_choice
 
 # Hyper-parameters of the released models (identical in the authors' ImageNet, detection and
 # segmentation code). ``drop_path_rate`` is the value hard-coded in their model factories.

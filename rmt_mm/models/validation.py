@@ -9,6 +9,7 @@ import math
 import numbers
 from typing import Callable, NamedTuple, Optional, Sequence
 
+
 def is_int(value: object) -> bool:
     """An integer that is not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
