@@ -75,10 +75,21 @@ class _DepthwiseConv(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+def _as_autocast_would(x: Tensor, weight: Tensor,
+                       bias: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """The operands in the dtype autocast would run the conv in: the custom backward must see
+    the tensors the forward computed with (autograd casts the gradients back)."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype(device)
+    return x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+
+
 def depthwise_conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """Stride-1 depthwise conv with 'same' zero padding (odd kernel sizes) of an NCHW tensor in
     any memory format; the custom backward only where it was measured to pay: on CPU, for
     kernels wider than a slab."""
     if weight.shape[-1] <= SLAB_COLUMNS or not x.is_cpu or not torch.is_grad_enabled():
         return _same_conv(x, weight, bias)
-    return _DepthwiseConv.apply(x, weight, bias)
+    return _DepthwiseConv.apply(*_as_autocast_would(x, weight, bias))

@@ -30,6 +30,7 @@ import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
 from .masa_blocked import masa_decomposed_blocked, masa_full_blocked, requires_grad
+from .masa_flex import masa_decomposed_flex, masa_full_flex
 
 #: Full attention is split into query blocks once ``heads * L * L`` exceeds this many elements
 #: (16M floats = 64 MB); each block's bias then holds about this many.
@@ -240,6 +241,9 @@ FAST_KERNELS: Dict[str, FastKernel] = {
         full=lambda q, k, v, t, overwrite_v: masa_full_blocked(q, k, v, t.bias_h, t.bias_w),
         decomposed=lambda q, k, v, t, overwrite_v: masa_decomposed_blocked(
             q, k, v, t.bias_h, t.bias_w, overwrite_v=overwrite_v)),
+    'flex': FastKernel(
+        full=lambda q, k, v, t, overwrite_v: masa_full_flex(q, k, v, t.decay),
+        decomposed=lambda q, k, v, t, overwrite_v: masa_decomposed_flex(q, k, v, t.decay)),
 }
 ATTN_IMPLS = ('auto', 'reference') + tuple(FAST_KERNELS)
 
