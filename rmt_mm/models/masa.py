@@ -136,28 +136,36 @@ def rotary_complex(x: Tensor, phase: Tensor, inplace: bool = False) -> Tensor:
 # ----------------------------------------------------------------------------- reference
 
 
+def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    """``softmax(q k^T + bias) v`` on 4-D ``(batch, heads, L, d)`` tensors, step by step.
+    Callers fold every other axis into the batch: inductor's attention-fusion patterns assume
+    4-D operands and fail to compile a 5-D ``matmul-softmax-matmul``."""
+    return (q @ k.transpose(-1, -2) + bias).softmax(dim=-1) @ v
+
+
 def masa_full(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
     """Reference softmax attention over all ``L = H * W`` tokens with a ``(heads, L, L)`` bias.
     ``k`` is pre-scaled."""
     b, h, w, n, d = q.shape
     q, k, v = (t.reshape(b, h * w, n, d).transpose(1, 2) for t in (q, k, v))
-    attn = (q @ k.transpose(-1, -2) + bias).softmax(dim=-1)
-    return (attn @ v).transpose(1, 2).reshape(b, h, w, n, d)
+    return _attend(q, k, v, bias).transpose(1, 2).reshape(b, h, w, n, d)
 
 
 def masa_decomposed(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor) -> Tensor:
     """Reference axial attention: within each row (W axis) first, then within each column
     (H axis), reusing the same q and k; ``bias_h``/``bias_w`` are ``(heads, H, H)``/
     ``(heads, W, W)``. ``k`` is pre-scaled."""
-    # Rows: (B, H, heads, W, d)
-    q_w, k_w, v_w = (t.transpose(2, 3) for t in (q, k, v))
-    attn = (q_w @ k_w.transpose(-1, -2) + bias_w).softmax(dim=-1)
-    v = attn @ v_w
-    # Columns: (B, W, heads, H, d)
-    q_h, k_h = q.permute(0, 2, 3, 1, 4), k.permute(0, 2, 3, 1, 4)
-    attn = (q_h @ k_h.transpose(-1, -2) + bias_h).softmax(dim=-1)
-    out = attn @ v.permute(0, 3, 2, 1, 4)
-    return out.permute(0, 3, 1, 2, 4)
+    b, h, w, n, d = q.shape
+
+    def rows(t: Tensor) -> Tensor:  # (B * H, heads, W, d)
+        return t.transpose(2, 3).reshape(b * h, n, w, d)
+
+    def columns(t: Tensor) -> Tensor:  # (B * W, heads, H, d)
+        return t.permute(0, 2, 3, 1, 4).reshape(b * w, n, h, d)
+
+    v = _attend(rows(q), rows(k), rows(v), bias_w).reshape(b, h, n, w, d).transpose(2, 3)
+    out = _attend(columns(q), columns(k), columns(v), bias_h)
+    return out.reshape(b, w, n, h, d).permute(0, 3, 1, 2, 4)
 
 
 # ----------------------------------------------------------------------------- sdpa
@@ -264,15 +272,25 @@ def resolve_impl(impl: str, device: torch.device) -> str:
     return impl
 
 
+def exporting() -> bool:
+    """Whether the model is being traced for export (TorchScript/ONNX tracing, ``torch.export``
+    or the dynamo ONNX exporter). The fast kernels' per-size table cache, in-place steps and
+    autograd Functions do not trace faithfully, so :func:`masa` then runs ``reference``, the
+    same function written as plain tensor operations."""
+    is_exporting = getattr(torch.compiler, 'is_exporting', lambda: False)
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or is_exporting()
+
+
 def masa(q: Tensor, k: Tensor, v: Tensor, relpos: RelPos2d, decomposed: bool, impl: str,
          scale: float) -> Tensor:
     """MaSA of the projections ``q``, ``k``, ``v`` (``(B, H, W, heads, d)``, not yet rotated
     or scaled) with ``relpos``'s tables, by kernel ``impl``; returns ``(B, H, W, heads, d)``.
 
     The arguments must be fresh tensors the caller does not use afterwards: in inference the
-    fast kernels rotate ``q`` and ``k`` in place and may write the output over ``v``.
+    fast kernels rotate ``q`` and ``k`` in place and may write the output over ``v``. Under
+    export every kernel runs as ``reference`` (:func:`exporting`).
     """
-    impl = resolve_impl(impl, q.device)
+    impl = 'reference' if exporting() else resolve_impl(impl, q.device)
     h, w = q.shape[1:3]
     if impl == 'reference':
         sin, cos = relpos.rotary(h, w)

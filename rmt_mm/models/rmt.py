@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .base import DenseBackbone, build_norm
 from .depthwise import depthwise_conv2d
-from .masa import ATTN_IMPLS, RelPos2d, masa
+from .masa import ATTN_IMPLS, RelPos2d, exporting, masa
 from .speedups import CpuSpeedups, ffn_in_row_chunks, layer_scale, residual_add
 from .validation import BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, RATE, check_bool, check_choice
 
@@ -173,7 +173,7 @@ class MaSA(nn.Module):
         # Projections made in the call: the kernel owns them (and may reuse their memory).
         out = masa(self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(v),
                    relpos, self.decomposed, self.attn_impl, self.scaling)
-        if self.inplace_residuals:
+        if self.inplace_residuals and not exporting():
             # Strided add into the LePE map instead of copying ``out`` to (B, H, W, C).
             self._heads(lepe).add_(out)
             return self.out_proj(lepe)
@@ -192,10 +192,11 @@ class FFN(nn.Module):
         self.inplace_residuals = speedups.inplace_residuals
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.row_chunks and not torch.is_grad_enabled():
+        if self.row_chunks and not torch.is_grad_enabled() and not exporting():
             return ffn_in_row_chunks(self.fc1, self.dwconv, self.fc2, x)
         hidden = F.gelu(self.fc1(x))
-        return self.fc2(residual_add(hidden, self.dwconv(hidden), self.inplace_residuals))
+        inplace = self.inplace_residuals and not exporting()
+        return self.fc2(residual_add(hidden, self.dwconv(hidden), inplace))
 
 
 class RMTBlock(nn.Module):
@@ -219,7 +220,7 @@ class RMTBlock(nn.Module):
             self.gamma_2 = nn.Parameter(init)
 
     def forward(self, x: Tensor, relpos: RelPos2d) -> Tensor:
-        inplace = self.inplace_residuals
+        inplace = self.inplace_residuals and not exporting()
         gamma_1, gamma_2 = (self.gamma_1, self.gamma_2) if self.layerscale else (None, None)
         x = residual_add(x, self.pos(x), inplace)
         attn = self.retention(self.retention_layer_norm(x), relpos)
