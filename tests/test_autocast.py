@@ -1,18 +1,18 @@
 """Every MaSA kernel under CPU autocast: finite, within bf16/fp16 tolerance of float32, and the
 position tables handed to the kernels in the autocast dtype."""
-import os
-import sys
-
 import pytest
 import torch
 
-from backbone_cases import build_tiny
 from rmt_mm.models import RMT
 from rmt_mm.models import masa as masa_module
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'tools'))
-from device_check import (AUTOCAST_GRAD_TOL, AUTOCAST_TOL, rel_l2_err,  # noqa: E402
-                          rel_max_err, run_model)
+from helpers.archs import build_tiny
+from helpers.tools import tool_module
+
+device_check = tool_module('device_check')
+AUTOCAST_TOL, AUTOCAST_GRAD_TOL = device_check.AUTOCAST_TOL, device_check.AUTOCAST_GRAD_TOL
+rel_l2_err, rel_max_err, run_model = (device_check.rel_l2_err, device_check.rel_max_err,
+                                      device_check.run_model)
 
 
 def _model(impl):

@@ -1,16 +1,16 @@
 """tools/device_check.py's CPU dry run: every part runs and writes its tables."""
 import json
-import os
-import sys
 
 import pytest
 
+from helpers.tools import tool_module
+
 pytest.importorskip('torch.nn.attention.flex_attention')
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'tools'))
-import device_check  # noqa: E402
+pytestmark = pytest.mark.slow  # many flex compilations: minutes on two cores
 
 
 def test_dry_run_writes_every_table(tmp_path):
+    device_check = tool_module('device_check')
     device_check.main(['--out', str(tmp_path), '--device', 'cpu', '--dry-run'])
     parity = json.loads((tmp_path / 'parity.json').read_text())['rows']
     assert {r['impl'] for r in parity} == {'sdpa', 'blocked', 'flex'}

@@ -7,9 +7,10 @@ the raster-index arithmetic of the full-attention ``score_mod`` meets ragged map
 import pytest
 import torch
 
-from backbone_cases import build_tiny
 from rmt_mm.models import RMT
 from rmt_mm.models.masa import ATTN_IMPLS, RelPos2d, masa
+
+from helpers.archs import build_tiny
 
 pytest.importorskip('torch.nn.attention.flex_attention')
 TOL = 2e-5  # float32: measured 3e-7 to 8e-7 on the kernels, 2e-6 on the backbone

@@ -31,8 +31,9 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark import build, step  # noqa: E402
-from rmt_mm.models.masa import FAST_KERNELS  # noqa: E402
+from benchmark import build, step
+
+from rmt_mm.models.masa import FAST_KERNELS
 
 #: Largest error allowed, relative to the float32 output's (or gradient's) largest magnitude.
 #: bf16 keeps 8 mantissa bits (unit roundoff 2^-9 = 2e-3); through a dozen normalised blocks
@@ -147,6 +148,7 @@ def autocast(args: argparse.Namespace) -> List[Dict]:
 def _flops(arch: str, size: Sequence[int]) -> float:
     """Forward FLOPs (multiply-adds) of one image, counted by tools/get_flops.py."""
     from get_flops import count
+
     from rmt_mm.models import RMT
     flops, _ = count(RMT(arch=arch, attn_impl='reference'), torch.randn(1, 3, *size))
     return flops

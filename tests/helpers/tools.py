@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Callable, Dict, List, Optional, Sequence
 
 from . import REPO
@@ -22,12 +23,17 @@ class ToolRun:
     stderr: str
 
 
-def tool_main(name: str) -> Callable[[Optional[List[str]]], Optional[int]]:
-    """``tools/<name>.py``'s ``main(argv)``, loaded as a module."""
+def tool_module(name: str) -> ModuleType:
+    """``tools/<name>.py`` loaded as a module (the tools are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f'tool_{name}', REPO / 'tools' / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
+
+
+def tool_main(name: str) -> Callable[[Optional[List[str]]], Optional[int]]:
+    """``tools/<name>.py``'s ``main(argv)``."""
+    return tool_module(name).main
 
 
 def call_tool(name: str, *args: object) -> ToolRun:
