@@ -1,8 +1,9 @@
 # `make demo` and `make test` each set up (or reuse) the stack's venv first; see
-# scripts/setup_env.sh. STACK=openmmlab (default, .venv) or STACK=onedl (.venv-onedl).
-STACK ?= openmmlab
-VENV_openmmlab := .venv
-VENV_onedl := .venv-onedl
+# scripts/setup_env.sh. STACK=onedl (default, .venv) or STACK=openmmlab (.venv-openmmlab, the
+# 2024 stack: torch 2.1, mmcv 2.1.0).
+STACK ?= onedl
+VENV_onedl := .venv
+VENV_openmmlab := .venv-openmmlab
 RMT_MM_VENV ?= $(VENV_$(STACK))
 export STACK RMT_MM_VENV
 PY := $(RMT_MM_VENV)/bin/python
@@ -45,6 +46,9 @@ demo-seg: env
 		--show-dir $(SEG_DIR)/overlays
 	$(DEMO_RUN) tools/seg_demo.py $(SEG_DIR)/untrained $(SEG_DIR)/trained --overlays $(SEG_DIR)/overlays
 
+# Style (ruff) and the declared Python floor (vermin: no syntax or library newer than 3.9), then
+# the suite.
 test: env
 	$(PY) -m ruff check .
+	$(RMT_MM_VENV)/bin/vermin --no-tips --violations --eval-annotations -t=3.9- rmt_mm tools tests configs
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -12,7 +12,7 @@ _base_ = [
 
 # Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
 # tools/train.py and test.py, `mim train`, the Inferencers.
-custom_imports = dict(imports=['rmt_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
 
 # Input normalisation (inherited from mmdet): RGB with ImageNet mean/std, the statistics the
 # ImageNet weights were trained with. Deliberately not upstream's: its v1 runs fed BGR images

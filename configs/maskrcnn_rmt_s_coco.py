@@ -8,7 +8,7 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
 # Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
 # tools/train.py and test.py, `mim train`, the Inferencers.
-custom_imports = dict(imports=['rmt_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
 
 model = dict(
     backbone=dict(

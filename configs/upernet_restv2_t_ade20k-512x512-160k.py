@@ -7,20 +7,18 @@
 # or override model.backbone.init_cfg.checkpoint. 8 GPUs x 2 images = 16, the base of
 # --auto-scale-lr. Input: RGB with ImageNet mean/std (mmseg's default), as upstream.
 _base_ = [
-    'mmseg::_base_/models/upernet_r50.py', './_base_/datasets/ade20k_rmt.py',
-    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_160k.py'
+    './_base_/models/upernet.py', './_base_/datasets/ade20k.py', './_base_/seg_runtime.py',
+    './_base_/schedules/seg_160k.py'
 ]
 
 # Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
 # tools/train.py and test.py, `mim train`, the Inferencers.
-custom_imports = dict(imports=['rmt_mm'], allow_failed_imports=False)
+custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
 
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    pretrained=None,
     backbone=dict(
-        _delete_=True,
         type='ResTV2',
         arch='tiny',
         out_indices=(0, 1, 2, 3),

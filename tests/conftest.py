@@ -1,10 +1,12 @@
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-import rmt_mm  # noqa: F401  (installs safe loading and registers the backbones)
+if importlib.util.find_spec('mmengine'):  # not in the plain-PyTorch check (tests/test_plain.py)
+    import rmt_mm.plugin  # noqa: F401  (registration and safe loading, as configs and tools do)
 
 # Plain asserts in the shared helpers report their values too (must precede their import).
 pytest.register_assert_rewrite('helpers')

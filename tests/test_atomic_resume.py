@@ -12,8 +12,10 @@ import pytest
 import torch
 from mmengine.logging import HistoryBuffer
 
-from rmt_mm import hooks
-from rmt_mm.serialization import CheckpointError, atomic_open, atomic_save, safe_load
+from rmt_mm.checkpoints import hooks
+from rmt_mm.checkpoints.atomic import atomic_open, atomic_save
+from rmt_mm.checkpoints.reading import safe_load
+from rmt_mm.errors import CheckpointError
 
 from helpers.toy_runner import Interrupt, InterruptAfter, make_runner
 
@@ -200,7 +202,9 @@ def test_history_buffer_state_cannot_change_statistics_methods(tmp_path):
     fields = dict(HistoryBuffer([1.0, 3.0], [1, 1]).__dict__)
     registry = dict(HistoryBuffer._statistics_methods)
     # Known names with foreign values (plain data is all the allow-list lets through): ignored.
-    loaded = torch.load(_saved_buffer({**fields, 'statistics_methods': {'mean': 'evil'}}))['hb']
+    path = tmp_path / 'hb.pth'
+    path.write_bytes(_saved_buffer({**fields, 'statistics_methods': {'mean': 'evil'}}).getvalue())
+    loaded = safe_load(str(path))['hb']
     assert HistoryBuffer._statistics_methods == registry and loaded.mean() == 2.0
     for state, refused in (({**fields, 'statistics_methods': {'steal': 'x'}}, "['steal']"),
                            ({**fields, '_statistics_methods': {}}, "'_statistics_methods'")):

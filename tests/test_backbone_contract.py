@@ -169,8 +169,8 @@ def toy_family(monkeypatch):
 
 
 def test_a_new_family_is_registered(toy_family):
-    from rmt_mm.registry import register_all_modules
-    assert set(register_all_modules()) == {'mmdet', 'mmseg'}
+    from rmt_mm.plugin import install
+    assert set(install()) == {'mmdet', 'mmseg'}
     from mmengine.registry import DefaultScope
     for scope in ('mmdet', 'mmseg'):
         registry = importlib.import_module(f'{scope}.registry').MODELS
@@ -181,8 +181,8 @@ def test_a_new_family_is_registered(toy_family):
 
 
 def test_the_converter_infers_a_new_family(toy_family, tmp_path):
-    from rmt_mm.convert import convert_checkpoint, parse_arch
-    from rmt_mm.serialization import safe_load
+    from rmt_mm.checkpoints.convert import convert_checkpoint, parse_arch
+    from rmt_mm.checkpoints.reading import safe_load
     state = ToyNet('two').state_dict()
     src = tmp_path / 'toy.pth'
     torch.save(dict(model=dict(state, **{'head.weight': torch.zeros(2, 8)})), src)

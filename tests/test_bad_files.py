@@ -8,11 +8,12 @@ import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
-from rmt_mm.checkpoint import load_backbone_checkpoint
+from rmt_mm.checkpoints.backbone import load_backbone_checkpoint
+from rmt_mm.checkpoints.model import load_model_checkpoint
+from rmt_mm.checkpoints.reading import safe_load
 from rmt_mm.datasets.shapes import make_shapes_coco
-from rmt_mm.model_checkpoint import load_model_checkpoint
+from rmt_mm.errors import CheckpointError
 from rmt_mm.models import RMT
-from rmt_mm.serialization import CheckpointError, safe_load
 
 from helpers import REPO
 from helpers.bad_files import UNREADABLE, write_unreadable

@@ -1,15 +1,15 @@
 """Conversion of upstream checkpoints, safe unpickling and one-line errors for bad input."""
 import argparse
-import io
 import pickle
 
 import pytest
 import torch
 
-from rmt_mm.checkpoint import load_backbone_checkpoint, read_checkpoint
-from rmt_mm.convert import infer_arch
+from rmt_mm.checkpoints.backbone import load_backbone_checkpoint, read_checkpoint
+from rmt_mm.checkpoints.convert import infer_arch
+from rmt_mm.checkpoints.reading import safe_load
+from rmt_mm.errors import CheckpointError
 from rmt_mm.models import RMT
-from rmt_mm.serialization import CheckpointError, safe_load
 
 from helpers import REPO
 from helpers.bad_files import GetattrChain, RunsCode
@@ -172,7 +172,7 @@ def test_plain_torch_load_refuses_code_too(tmp_path, payload):
 
 
 def test_upstream_namespace_is_allow_listed(rmt_fixtures):
-    ckpt = torch.load(rmt_fixtures / 'tiny_c1100_cls_deit_format.pth')  # default weights_only
+    ckpt = safe_load(str(rmt_fixtures / 'tiny_c1100_cls_deit_format.pth'))
     assert isinstance(ckpt['args'], argparse.Namespace)
 
 
@@ -183,13 +183,12 @@ def test_infer_arch_for_every_released_size():
         assert infer_arch(RMT, weights) == name
 
 
-def test_history_buffer_pickles_without_callables():
+def test_history_buffer_pickles_without_callables(tmp_path):
     from mmengine.logging import HistoryBuffer
     buf = HistoryBuffer()
     buf.update(2.0)
-    stream = io.BytesIO()
-    torch.save({'hb': buf}, stream)
-    assert b'getattr' not in stream.getvalue()
-    stream.seek(0)
-    loaded = torch.load(stream)['hb']
+    path = tmp_path / 'hb.pth'
+    torch.save({'hb': buf}, path)
+    assert b'getattr' not in path.read_bytes()
+    loaded = safe_load(str(path))['hb']
     assert loaded.mean() == 2.0 and loaded.statistics('max') == 2.0

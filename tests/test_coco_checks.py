@@ -8,9 +8,10 @@ import re
 import pytest
 import torch
 
-from rmt_mm.datasets.coco_checks import DataError, check_coco, read_coco_json
+from rmt_mm.cli import load_config
+from rmt_mm.datasets.coco_checks import check_coco, read_coco_json
 from rmt_mm.datasets.shapes import make_shapes_coco, make_split
-from rmt_mm.launch import load_config
+from rmt_mm.errors import DataError
 
 from helpers.det import DEMO_CONFIG, data_options
 from helpers.tools import assert_one_line_error, tool_main

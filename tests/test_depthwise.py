@@ -32,8 +32,10 @@ def _rel_err(a, b):
 @pytest.mark.parametrize('bias', [True, False])
 def test_matches_plain_conv_in_float32(bias):
     """Output and input/bias gradients are the plain op's (to 1e-6). The weight gradient sums
-    in another order than oneDNN's, so the two float32 weight gradients each carry ~1e-6 of
-    rounding, in different directions: the slab one must be within 1e-6 of the float64 truth."""
+    in another order than oneDNN's, so the two float32 weight gradients carry different
+    rounding: each entry sums N = 2 * 23 * 37 products, whose float32 rounding is about
+    sqrt(N) * 2^-24 = 2.5e-6 of the largest entry (the slab one measured 0.3-1.3e-6 on AVX2 and
+    AVX-512 machines, oneDNN's 0.3e-6); a wrong slab is off by O(1)."""
     x, weight, b = inputs((2, 16, 23, 37), 5, True, torch.float32, bias)
     grad = torch.randn(2, 16, 23, 37)
     results = []
@@ -52,7 +54,7 @@ def test_matches_plain_conv_in_float32(bias):
             assert _rel_err(mine[name], plain[name]) <= 1e-6, name
     for name, value in mine.items():
         if value is not None:
-            assert _rel_err(value, truth[name]) <= 1e-6, name
+            assert _rel_err(value, truth[name]) <= (2.5e-6 if name == 'grad_w' else 1e-6), name
 
 
 def test_frozen_weight_skips_its_gradient():

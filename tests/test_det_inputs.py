@@ -5,8 +5,8 @@ import json
 import torch
 from mmengine.runner import Runner
 
+from rmt_mm.cli import load_config
 from rmt_mm.datasets.shapes import make_split
-from rmt_mm.launch import load_config
 
 from helpers import REPO
 from helpers.archs import RMT_TINY

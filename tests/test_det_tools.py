@@ -10,6 +10,7 @@ import mmengine
 import pytest
 import torch
 
+from rmt_mm.checkpoints.reading import safe_load
 from rmt_mm.datasets.shapes import make_shapes_coco
 
 from helpers import REPO
@@ -97,8 +98,8 @@ def test_interrupted_run_resumes_to_identical_weights(trained, shapes, tmp_path)
     run_tool(['tools/train.py', str(DEMO_CONFIG), '--work-dir', str(tmp_path), '--resume',
               str(tmp_path / 'iter_2.pth'), '--cfg-options', *data_options(shapes), *FAST,
               f'train_cfg.max_iters={ITERS}', 'train_cfg.val_interval=1000'])
-    resumed = torch.load(tmp_path / f'iter_{ITERS}.pth', weights_only=True)['state_dict']
-    reference = torch.load(trained / f'iter_{ITERS}.pth', weights_only=True)['state_dict']
+    resumed = safe_load(str(tmp_path / f'iter_{ITERS}.pth'))['state_dict']
+    reference = safe_load(str(trained / f'iter_{ITERS}.pth'))['state_dict']
     assert resumed.keys() == reference.keys()
     differing = [k for k in reference if not torch.equal(resumed[k], reference[k])]
     assert not differing, f'{len(differing)} tensors differ after resume, e.g. {differing[:3]}'
@@ -122,5 +123,5 @@ def test_two_process_distributed_training_on_cpu(shapes, tmp_path):
     assert 'GPU number: 2' in log  # mmengine's name for the world size
     assert 'Iter(train) [2/2]' in log
     assert_coco_metrics(metrics_of(tmp_path))
-    state = torch.load(tmp_path / 'iter_2.pth', weights_only=True)['state_dict']
+    state = safe_load(str(tmp_path / 'iter_2.pth'))['state_dict']
     assert not any(k.startswith('module.') for k in state)

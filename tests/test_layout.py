@@ -1,4 +1,5 @@
-"""The package's module graph: no import cycles, and every module importable on its own."""
+"""The package's module graph: no import cycles, every module importable on its own, the models
+and the checkpoint reading in plain PyTorch, and only the plugin reaching into the host."""
 import ast
 import subprocess
 import sys
@@ -88,15 +89,15 @@ def test_no_import_cycle():
 def test_cycle_detector_sees_deferred_imports(tmp_path):
     """The check above can fail: a function-level import that closes a loop is a cycle."""
     graph = import_graph()
-    graph['rmt_mm.checkpoint'] = graph['rmt_mm.checkpoint'] | {'rmt_mm.models'}
+    graph['rmt_mm.checkpoints.backbone'] |= {'rmt_mm.models'}
     assert find_cycle(graph) is not None
 
 
 def test_loader_knows_no_model_and_models_use_the_loader():
     graph = import_graph()
-    assert not {m for m in graph['rmt_mm.checkpoint'] if m.startswith('rmt_mm.models')}
-    assert 'rmt_mm.checkpoint' in graph['rmt_mm.models.base']
-    assert 'rmt_mm.models' in graph['rmt_mm.convert']
+    assert not {m for m in graph['rmt_mm.checkpoints.backbone'] if m.startswith('rmt_mm.models')}
+    assert 'rmt_mm.checkpoints.backbone' in graph['rmt_mm.models.base']
+    assert 'rmt_mm.models' in graph['rmt_mm.checkpoints.convert']
 
 
 def test_every_module_imports_alone():
@@ -125,12 +126,12 @@ def test_every_module_imports_alone():
     assert result.stdout.strip().splitlines()[-1] == '[]', result.stderr
 
 
-def test_import_loads_only_what_registration_needs():
-    """``import rmt_mm`` registers every module, but loads neither the demo data generators,
-    nor the converter, nor the tools' launch helpers."""
+def test_plugin_loads_only_what_registration_needs():
+    """Importing the plugin registers every module, but loads neither the demo data generators,
+    nor the converter, nor the tools' shared code."""
     script = textwrap.dedent("""
         import sys
-        import rmt_mm  # noqa: F401
+        import rmt_mm.plugin  # noqa: F401
         from mmdet.registry import DATASETS, MODELS
         from mmengine.registry import HOOKS
         assert MODELS.get('RMT') and DATASETS.get('CheckedCocoDataset')
@@ -142,5 +143,65 @@ def test_import_loads_only_what_registration_needs():
     assert result.returncode == 0, result.stderr
     loaded = set(eval(result.stdout.strip().splitlines()[-1]))
     assert loaded.isdisjoint({'rmt_mm.datasets.shapes', 'rmt_mm.datasets.shapes_seg',
-                              'rmt_mm.convert', 'rmt_mm.launch'}), loaded
-    assert 'rmt_mm.registry' in loaded
+                              'rmt_mm.checkpoints.convert', 'rmt_mm.cli'}), loaded
+
+
+#: Modules that must work with torch and numpy alone: the models, what they load checkpoints
+#: with, the converter and the ONNX export.
+PLAIN_PYTORCH = [m for m in MODULES if m.startswith('rmt_mm.models')] + [
+    'rmt_mm', 'rmt_mm.compat', 'rmt_mm.errors', 'rmt_mm.log', 'rmt_mm.checkpoints',
+    'rmt_mm.checkpoints.atomic', 'rmt_mm.checkpoints.backbone', 'rmt_mm.checkpoints.convert',
+    'rmt_mm.checkpoints.reading', 'rmt_mm.export']
+#: Refuses to import the OpenMMLab packages, as an environment without them would.
+BLOCK_OPENMMLAB = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in ('mmengine', 'mmcv', 'mmdet', 'mmseg'):
+            raise ImportError(f'{name} is blocked')
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_plain_pytorch_modules_import_without_openmmlab():
+    script = BLOCK_OPENMMLAB + textwrap.dedent(f"""
+        import importlib
+        for name in {PLAIN_PYTORCH!r}:
+            importlib.import_module(name)
+        print('ok')
+    """)
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_block_above_would_catch_an_openmmlab_import():
+    script = BLOCK_OPENMMLAB + 'import rmt_mm.plugin'
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode != 0 and 'mmengine is blocked' in result.stderr
+
+
+def test_models_change_nothing_outside_the_package(tmp_path):
+    """Building, loading (``init_cfg``) and running a backbone imports no OpenMMLab package,
+    so nothing of mmengine, mmdet or mmseg changes, also where they are installed."""
+    import torch
+
+    from rmt_mm.models import RMT
+
+    checkpoint = tmp_path / 'rmt_t.pth'
+    torch.save({'state_dict': RMT(arch='tiny').state_dict()}, checkpoint)
+    script = textwrap.dedent(f"""
+        import sys
+        import torch
+        from rmt_mm.models import RMT
+        model = RMT(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint={str(checkpoint)!r}))
+        model.init_weights()
+        model.eval()(torch.zeros(1, 3, 64, 64))
+        print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'mmengine', 'mmcv', 'mmdet',
+                                                                'mmseg'}}))
+    """)
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == '[]'

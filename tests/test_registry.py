@@ -6,6 +6,7 @@ import textwrap
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
 from rmt_mm.layer_decay import ResTStageDecayOptimizerConstructor
 from rmt_mm.models import RMT, ResT, ResTV2
@@ -31,6 +32,7 @@ def test_optimizer_constructor_reachable_from_both_codebases(scope):
 
 def test_build_from_config_dict():
     from mmdet.registry import MODELS
+    init_default_scope('mmdet')  # a runner of an earlier test may have left another scope
     backbone = MODELS.build(dict(type='RMT', arch='t', out_indices=(1, 3)))
     outs = backbone.eval()(torch.randn(1, 3, 64, 96))
     assert [tuple(o.shape) for o in outs] == [(1, 128, 8, 12), (1, 512, 2, 3)]
@@ -40,7 +42,7 @@ def test_custom_imports_in_a_fresh_process(tmp_path):
     """A config naming only ``custom_imports`` builds RMT without importing rmt_mm by hand."""
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(textwrap.dedent("""
-        custom_imports = dict(imports=['rmt_mm'], allow_failed_imports=False)
+        custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
         backbone = dict(type='RMT', arch='tiny')
     """))
     script = textwrap.dedent(f"""
@@ -56,11 +58,11 @@ def test_custom_imports_in_a_fresh_process(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == 'RMT'
 
 
-CUSTOM_IMPORTS = dict(imports=['rmt_mm'], allow_failed_imports=False)
+CUSTOM_IMPORTS = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
 
 
 @pytest.mark.parametrize('family', sorted(FAMILIES))
-def test_every_config_imports_rmt_mm(family):
+def test_every_config_imports_the_plugin(family):
     """mmdet's/mmseg's own tools, `mim` and the Inferencers import only what a config names."""
     for name in family_configs(family):
         cfg, _ = load(name)
@@ -68,5 +70,5 @@ def test_every_config_imports_rmt_mm(family):
 
 
 @pytest.mark.parametrize('config', sorted((CONFIG_DIR / 'demo').glob('*.py')), ids=lambda p: p.stem)
-def test_demo_configs_import_rmt_mm(config):
+def test_demo_configs_import_the_plugin(config):
     assert Config.fromfile(str(config)).get('custom_imports') == CUSTOM_IMPORTS

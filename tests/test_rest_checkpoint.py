@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from rmt_mm.checkpoint import load_backbone_checkpoint
+from rmt_mm.checkpoints.backbone import load_backbone_checkpoint
+from rmt_mm.errors import CheckpointError
 from rmt_mm.models import ResT, ResTV2
-from rmt_mm.serialization import CheckpointError
 
 from helpers import fixture_dir
 from helpers.archs import REST_TINY, RESTV2_TINY

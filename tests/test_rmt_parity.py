@@ -22,7 +22,7 @@ def expected(fixtures, tag):
 
 
 def build_loaded(fixtures, manifest, tag, source, attn_impl='auto'):
-    from rmt_mm.checkpoint import load_backbone_checkpoint
+    from rmt_mm.checkpoints.backbone import load_backbone_checkpoint
     suffix, ema = SOURCES[source]
     model = RMT(arch=manifest[f'{tag}/config'], attn_impl=attn_impl)
     load_backbone_checkpoint(model, str(fixtures / f'{tag}_{suffix}'), use_ema=ema)

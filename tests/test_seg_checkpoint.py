@@ -3,8 +3,8 @@ initialise the backbone of our segmentation configs exactly."""
 import pytest
 import torch
 
-from rmt_mm.launch import load_config
-from rmt_mm.serialization import CheckpointError
+from rmt_mm.cli import load_config
+from rmt_mm.errors import CheckpointError
 
 from helpers import REPO
 from helpers.seg import seg_batch

@@ -1,7 +1,10 @@
 """Every RMT ADE20K config follows upstream's recipe, builds, and its model trains and
 predicts."""
+from pathlib import Path
+
 import pytest
 
+from helpers import CONFIG_DIR
 from helpers.configs import load
 from helpers.seg import DEMO_CONFIG, SEG_CONFIGS, check_loss_and_predict
 
@@ -70,3 +73,55 @@ def test_model_builds_and_runs(name):
     from mmseg.registry import MODELS
     cfg, _ = load(name[:-len('.py')])
     check_loss_and_predict(MODELS.build(cfg.model))  # no init_weights: no ImageNet checkpoints
+
+
+CONFIG_BASE = CONFIG_DIR / '_base_'
+SCHEDULE = ['optim_wrapper', 'param_scheduler', 'train_cfg', 'val_cfg', 'test_cfg',
+            'default_hooks']
+#: The repository's segmentation bases and the mmseg base each stands for: key -> what of the
+#: mmseg file it must equal (``None``: everything it sets).
+OWN_BASES = {
+    'models/upernet.py': ('models/upernet_r50.py', ['model']),
+    'models/fpn.py': ('models/fpn_r50.py', ['model']),
+    'datasets/ade20k.py': ('datasets/ade20k.py', ['train_dataloader', 'val_dataloader',
+                                                  'test_dataloader', 'val_evaluator',
+                                                  'tta_pipeline']),
+    'seg_runtime.py': ('default_runtime.py', None),
+    'schedules/seg_80k.py': ('schedules/schedule_80k.py', SCHEDULE),
+    'schedules/seg_160k.py': ('schedules/schedule_160k.py', SCHEDULE),
+}
+#: Where the repository's bases differ from mmseg's on purpose.
+NO_RESNET = ('pretrained', 'backbone')  # the configs bring their own backbone
+SEG_PIPELINE_CHECKS = 'CheckSegLabels'  # added after LoadAnnotations in every pipeline
+
+
+def _without(value, drop):
+    """``value`` without dict keys in ``drop``, without ``_scope_`` marks and without the label
+    check transforms, recursively (so that the comparison shows what else differs)."""
+    if isinstance(value, dict):
+        return {k: _without(v, drop) for k, v in value.items()
+                if k not in drop and k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        kept = [_without(v, drop) for v in value
+                if not (isinstance(v, dict) and v.get('type') == SEG_PIPELINE_CHECKS)]
+        return [v for v in kept if v != [{}] and v != []]
+    return value
+
+
+@pytest.mark.parametrize('ours', sorted(OWN_BASES))
+def test_own_bases_equal_the_mmseg_bases_they_stand_for(ours):
+    """The repository's bases (the OneDL fork cannot resolve ``mmseg::``) set what mmseg's
+    bases set, read from the installed mmseg's own copy: except the ResNet backbone, the label
+    checks, the dataset's ``reduce_zero_label`` left to the dataset, upstream's 2 images per GPU
+    and unused top-level helper names."""
+    import mmseg
+    from mmengine.config import Config
+    theirs_name, keys = OWN_BASES[ours]
+    theirs_path = Path(mmseg.__file__).parent / '.mim' / 'configs' / '_base_' / theirs_name
+    mine = Config.fromfile(str(CONFIG_BASE / ours)).to_dict()
+    theirs = Config.fromfile(str(theirs_path)).to_dict()
+    keys = keys or sorted(theirs)
+    drop = NO_RESNET + ('in_channels', 'num_classes', 'reduce_zero_label', 'batch_size',
+                        'backend_args')
+    assert {k: _without(mine.get(k), drop) for k in keys} == \
+        {k: _without(theirs.get(k), drop) for k in keys}

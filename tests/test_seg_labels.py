@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rmt_mm.cli import load_config
 from rmt_mm.datasets.shapes_seg import make_shapes_ade
-from rmt_mm.launch import load_config
 
 from helpers import REPO
 from helpers.seg import DEMO_CONFIG

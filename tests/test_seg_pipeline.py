@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from rmt_mm.cli import load_config
 from rmt_mm.datasets.shapes_seg import ADE20K_IDS, SHAPES_CLASSES, make_shapes_ade
-from rmt_mm.launch import load_config
 
 from helpers import REPO
 from helpers.seg import DEMO_CONFIG, seg_batch

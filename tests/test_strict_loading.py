@@ -10,11 +10,11 @@ import pytest
 import torch
 from mmengine.runner import Runner
 
+from rmt_mm.checkpoints.model import load_model_checkpoint
+from rmt_mm.cli import load_config
 from rmt_mm.datasets.shapes import make_shapes_coco
-from rmt_mm.launch import load_config
-from rmt_mm.model_checkpoint import load_model_checkpoint
+from rmt_mm.errors import CheckpointError
 from rmt_mm.models import RMT, ResT
-from rmt_mm.serialization import CheckpointError
 
 from helpers.archs import RMT_TINY
 from helpers.bad_files import write_unreadable
@@ -117,7 +117,7 @@ MISFITS = {
                     [f'1 tensors hold NaN or Inf (e.g. {FC1})', 'allow_nonfinite']),
     'Inf weights': (lambda sd: {**sd, 'rpn_head.rpn_cls.bias': torch.full((3, ), float('inf'))},
                     ['1 tensors hold NaN or Inf (e.g. rpn_head.rpn_cls.bias)']),
-    'integer weights': (lambda sd: {**sd, FC1: sd[FC1].long()},
+    'integer weights': (lambda sd: {**sd, FC1: sd[FC1].to(torch.int64)},
                         [f'wrong kind of dtype (e.g. {FC1}: torch.int64 in the checkpoint']),
     'tensors without data': (lambda sd: {k: v.to('meta') for k, v in sd.items()},
                              ['tensors have no data', 'meta device']),

@@ -17,8 +17,9 @@ warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)  #
 import argparse
 import sys
 
-from rmt_mm.convert import convert_checkpoint, parse_arch
-from rmt_mm.launch import ConfigError, add_debug_arg, run_cli
+from rmt_mm.checkpoints.convert import convert_checkpoint, parse_arch
+from rmt_mm.cli import add_debug_arg, run_cli
+from rmt_mm.errors import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

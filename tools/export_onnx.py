@@ -15,10 +15,11 @@ import argparse
 import os
 import sys
 
-from rmt_mm.checkpoint import load_backbone_checkpoint
-from rmt_mm.convert import parse_arch
+from rmt_mm.checkpoints.backbone import load_backbone_checkpoint
+from rmt_mm.checkpoints.convert import parse_arch
+from rmt_mm.cli import add_debug_arg, load_config, run_cli
+from rmt_mm.errors import ConfigError
 from rmt_mm.export import EXPORTERS, export_onnx, verify_onnx
-from rmt_mm.launch import ConfigError, add_debug_arg, load_config, run_cli
 from rmt_mm.models import FAMILIES, DenseBackbone
 
 

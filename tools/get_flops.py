@@ -18,7 +18,7 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
-import rmt_mm  # noqa: F401  (registers the backbones)
+import rmt_mm.plugin  # noqa: F401  (registers the backbones)
 from rmt_mm.models import RMT
 
 
@@ -43,7 +43,7 @@ def count(model: nn.Module, inputs: torch.Tensor) -> Tuple[float, dict]:
 
 
 def build_from_config(path: str, shape: Tuple[int, int]) -> Tuple[nn.Module, torch.Tensor]:
-    from rmt_mm.launch import load_config
+    from rmt_mm.cli import load_config
     cfg, scope = load_config(path)
     cfg.model.backbone.attn_impl = 'reference'
     cfg.model.backbone.pop('init_cfg', None)

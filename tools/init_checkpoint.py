@@ -11,9 +11,9 @@ import sys
 from mmengine.config import DictAction
 from mmengine.runner import Runner, weights_to_cpu
 
-import rmt_mm  # noqa: E402,F401  (safe checkpoint loading + backbone registration)
-from rmt_mm.launch import add_debug_arg, check_paths, load_config, quiet_known_noise, run_cli
-from rmt_mm.serialization import atomic_save
+import rmt_mm.plugin  # noqa: E402,F401  (registration, safe checkpoint loading)
+from rmt_mm.checkpoints.atomic import atomic_save
+from rmt_mm.cli import add_debug_arg, check_paths, load_config, quiet_known_noise, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:

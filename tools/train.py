@@ -18,9 +18,8 @@ from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-import rmt_mm  # noqa: E402,F401  (safe checkpoint loading + backbone registration)
-from rmt_mm.launch import (
-    ConfigError,
+import rmt_mm.plugin  # noqa: E402,F401  (registration, safe checkpoint loading)
+from rmt_mm.cli import (
     add_debug_arg,
     add_loading_args,
     add_safety_hooks,
@@ -30,6 +29,7 @@ from rmt_mm.launch import (
     run_cli,
     setup_cpu_distributed,
 )
+from rmt_mm.errors import ConfigError
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -20,12 +20,10 @@ import os.path as osp
 from collections import Counter
 from typing import Callable, Dict, List, NamedTuple, Optional
 
+from ..errors import DataError
+
 #: How far (pixels) a box may reach past its image before it counts as outside.
 EDGE_TOLERANCE = 1.0
-
-
-class DataError(ValueError):
-    """Training or test data that cannot be used, named in one line."""
 
 
 class Problem(NamedTuple):

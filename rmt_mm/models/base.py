@@ -9,25 +9,13 @@ from typing import ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import torch
 import torch.utils.checkpoint as cp
-from mmcv.cnn import build_norm_layer
-from mmengine.model import BaseModule
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..checkpoint import load_backbone_checkpoint
+from ..checkpoints.backbone import load_backbone_checkpoint
 from .validation import RATE, Rule, check_bool, check_cfg, check_indices, check_int, check_rate
 
 DEFAULT_NORM_CFG = dict(type='BN', requires_grad=True)
-
-
-def build_norm(norm_cfg: dict, channels: int) -> nn.Module:
-    """mmcv's norm layer for ``channels``; a config it cannot build is reported as a bad
-    ``norm_cfg`` rather than as mmcv's internal error."""
-    try:
-        return build_norm_layer(norm_cfg, channels)[1]
-    except (KeyError, TypeError, ValueError, AssertionError) as err:
-        raise ValueError(f'norm_cfg {norm_cfg!r} does not build a norm layer of {channels} '
-                         f'channels: {err}') from err
 
 
 def records_graph(block: nn.Module, x: Tensor) -> bool:
@@ -38,10 +26,13 @@ def records_graph(block: nn.Module, x: Tensor) -> bool:
         x.requires_grad or any(p.requires_grad for p in block.parameters()))
 
 
-class DenseBackbone(BaseModule):
+class DenseBackbone(nn.Module):
     """Base class of the dense-prediction backbones: the family contract, the arguments every
     family takes (validated here), the drop-path schedule, the checkpointed block loop,
     ``frozen_stages``, ``norm_eval`` and checkpoint loading through ``init_cfg``.
+
+    A plain ``nn.Module`` that mmengine's models treat as one of theirs: an OpenMMLab model
+    calls :meth:`init_weights` on every child that has one and is not ``is_init`` yet.
 
     A family declares its released archs and the schema of custom arch dicts (the class
     attributes below), builds its modules after ``super().__init__``, lists what a frozen stage
@@ -77,7 +68,9 @@ class DenseBackbone(BaseModule):
                  init_cfg: Optional[Union[dict, List[dict]]]) -> None:
         name = self.family_name
         _check_init_cfg(f'{name} init_cfg', init_cfg)
-        super().__init__(init_cfg=init_cfg)
+        super().__init__()
+        self.init_cfg = copy.deepcopy(init_cfg)
+        self.is_init = False
         self.arch_settings = self.resolve_arch(arch)
         self.num_stages = len(self.arch_settings['depths'])
         check_int(f'{name} in_channels', in_channels, low=1)
@@ -194,14 +187,19 @@ class DenseBackbone(BaseModule):
 
     def init_weights(self) -> None:
         """``init_cfg=dict(type='Pretrained')`` goes through the all-or-nothing loader, which
-        also reads the authors' raw checkpoints; otherwise the upstream initialisation done at
-        construction stays."""
-        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained':
-            load_backbone_checkpoint(self, self.init_cfg['checkpoint'],
-                                     prefix=self.init_cfg.get('prefix'))
-            self._is_init = True
-        else:
-            super().init_weights()
+        also reads the authors' raw checkpoints; any other ``init_cfg`` names mmengine's
+        initialisers; without one, the upstream initialisation done at construction stays."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg['type'] == 'Pretrained':
+            load_backbone_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+        elif cfg:
+            try:
+                from mmengine.model.weight_init import initialize
+            except ImportError:
+                raise RuntimeError(f'{self.family_name} init_cfg {cfg!r} needs mmengine '
+                                   '(without it, only Pretrained is available)') from None
+            initialize(self, cfg)
+        self.is_init = True
         self._freeze_stages()
 
     def _freeze_stages(self) -> None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..compat import autocast_dtype
+
 #: Widest kernel slab whose weight gradient oneDNN computes at full speed.
 SLAB_COLUMNS = 3
 
@@ -79,10 +81,9 @@ def _as_autocast_would(x: Tensor, weight: Tensor,
                        bias: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """The operands in the dtype autocast would run the conv in: the custom backward must see
     the tensors the forward computed with (autograd casts the gradients back)."""
-    device = x.device.type
-    if not torch.is_autocast_enabled(device):
+    dtype = autocast_dtype(x.device.type)
+    if dtype is None:
         return x, weight, bias
-    dtype = torch.get_autocast_dtype(device)
     return x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
 
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
+from ..compat import is_exporting
 from .masa_blocked import masa_decomposed_blocked, masa_full_blocked, requires_grad
 from .masa_flex import masa_decomposed_flex, masa_full_flex
 
@@ -277,8 +278,7 @@ def exporting() -> bool:
     or the dynamo ONNX exporter). The fast kernels' per-size table cache, in-place steps and
     autograd Functions do not trace faithfully, so :func:`masa` then runs ``reference``, the
     same function written as plain tensor operations."""
-    is_exporting = getattr(torch.compiler, 'is_exporting', lambda: False)
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or is_exporting()
+    return is_exporting()
 
 
 def masa(q: Tensor, k: Tensor, v: Tensor, relpos: RelPos2d, decomposed: bool, impl: str,

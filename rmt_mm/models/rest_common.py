@@ -14,12 +14,11 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from mmcv.cnn.bricks import DropPath
-from mmengine.model.weight_init import constant_init, trunc_normal_, trunc_normal_init
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .base import DenseBackbone
+from .layers import DropPath, trunc_normal_init, unit_init, zero_bias
 from .validation import POSITIVE_INT
 
 HW = Tuple[int, int]
@@ -134,13 +133,14 @@ def init_rest_weights(m: nn.Module, zero_conv_bias: bool) -> None:
     v1 leaves conv biases at PyTorch's default while v2 zeroes them, hence the flag.
     """
     if isinstance(m, nn.Linear):
-        trunc_normal_init(m, std=0.02, bias=0.0)
+        trunc_normal_init(m)
+        zero_bias(m)
     elif isinstance(m, nn.Conv2d):
-        trunc_normal_(m.weight, std=0.02)
-        if zero_conv_bias and m.bias is not None:
-            nn.init.zeros_(m.bias)
+        trunc_normal_init(m)
+        if zero_conv_bias:
+            zero_bias(m)
     elif isinstance(m, (nn.LayerNorm, _BatchNorm)):
-        constant_init(m, 1.0, bias=0.0)
+        unit_init(m)
 
 
 def describe_rest_arch(cls: type, cfg: dict) -> str:

@@ -6,8 +6,7 @@ with ``s^2`` outputs per channel and PixelShuffle(s), normalised and added to th
 output before the projection. Embeddings are conv -> pixel attention -> LayerNorm.
 
 Module names follow the authors' ImageNet model (and their detectron2 backbone for the output
-norms), so both kinds of checkpoint load without renaming. This module depends on torch,
-mmengine and mmcv only.
+norms), so both kinds of checkpoint load without renaming. This module depends on torch alone.
 """
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import build_norm
+from .layers import build_norm
 from .rest_common import (
     HW,
     NUM_STAGES,

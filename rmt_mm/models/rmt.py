@@ -12,8 +12,7 @@ channels-last ``(B, H, W, C)``; outputs are NCHW feature maps with strides 4, 8,
 
 This module is the architecture: stem, stages, blocks, MaSA, FFN. MaSA's position tables and
 kernels live in :mod:`.masa`, the CPU speed measures around them in :mod:`.speedups`. It
-depends on torch, mmengine and mmcv only; mmdet/mmseg registration lives in
-:mod:`rmt_mm.registry`.
+depends on torch alone; :mod:`rmt_mm.plugin` registers it with mmdet and mmseg.
 """
 from __future__ import annotations
 
@@ -21,12 +20,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmcv.cnn.bricks import DropPath
-from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch import Tensor, nn
 
-from .base import DenseBackbone, build_norm
+from .base import DenseBackbone
 from .depthwise import depthwise_conv2d
+from .layers import DropPath, build_norm, trunc_normal_init, unit_init, zero_bias
 from .masa import ATTN_IMPLS, RelPos2d, exporting, masa
 from .speedups import CpuSpeedups, ffn_in_row_chunks, layer_scale, residual_add
 from .validation import BOOL, NON_NEGATIVE, POSITIVE, POSITIVE_INT, RATE, check_bool, check_choice
@@ -341,9 +339,10 @@ class RMT(DenseBackbone):
     @staticmethod
     def _init_module(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
-            trunc_normal_init(m, std=0.02, bias=0.0)
+            trunc_normal_init(m)
+            zero_bias(m)
         elif isinstance(m, nn.LayerNorm):
-            constant_init(m, 1.0, bias=0.0)
+            unit_init(m)
 
     def describe(self) -> str:
         return describe_arch(self.arch_settings)

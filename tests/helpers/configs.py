@@ -7,7 +7,7 @@ from typing import List, Tuple
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from rmt_mm.launch import load_config
+from rmt_mm.cli import load_config
 
 from . import CONFIG_DIR
 

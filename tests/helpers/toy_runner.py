@@ -106,7 +106,8 @@ def _die_during_save(n: int, atomic: bool) -> None:
     is being written, through ``AtomicCheckpointHook``'s backend or mmengine's plain one."""
     from mmengine.fileio import LocalBackend
 
-    from rmt_mm.serialization import AtomicLocalBackend, atomic_open
+    from rmt_mm.checkpoints.atomic import atomic_open
+    from rmt_mm.checkpoints.mmengine_io import AtomicLocalBackend
     backend = AtomicLocalBackend if atomic else LocalBackend
     original, count = backend.put, [0]
 
@@ -124,7 +125,7 @@ def _die_during_save(n: int, atomic: bool) -> None:
 
 
 if __name__ == '__main__':
-    import rmt_mm  # noqa: F401  (the hooks)
+    import rmt_mm.plugin  # noqa: F401  (the hooks)
     parser = argparse.ArgumentParser()
     parser.add_argument('work_dir')
     parser.add_argument('--plain', action='store_true', help="mmengine's CheckpointHook")

@@ -1,10 +1,11 @@
 """Reading upstream and converted checkpoints into a backbone, all-or-nothing.
 
 One code path serves ``init_cfg=dict(type='Pretrained', ...)`` and the converter
-(:mod:`rmt_mm.convert`): :func:`read_checkpoint` unwraps any supported layout,
+(:mod:`rmt_mm.checkpoints.convert`): :func:`read_checkpoint` unwraps any supported layout,
 :func:`to_backbone_state_dict` drops what dense prediction does not use, and
 :func:`check_state_dict` refuses anything that would load only partly. A backbone is read only
 through the contract of :class:`rmt_mm.models.base.DenseBackbone`; this module imports no model.
+Pure PyTorch, as the models that use it.
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import os.path as osp
 from typing import TYPE_CHECKING, Dict, List, Mapping, NamedTuple, Optional, Tuple, Type
 
 import torch
-from mmengine.logging import print_log
 from torch import Tensor
 
-from .serialization import CheckpointError, safe_load
+from ..errors import CheckpointError
+from ..log import log
+from .reading import fetch_checkpoint, safe_load
 
 if TYPE_CHECKING:  # the models import this module, not the other way round
-    from .models.base import DenseBackbone
+    from ..models.base import DenseBackbone
 
 StateDict = Dict[str, Tensor]
 
@@ -32,8 +34,11 @@ LAYOUTS = (
 
 
 def read_checkpoint(filename: str, use_ema: bool = False) -> Tuple[StateDict, str]:
-    """Load ``filename`` safely and return its (possibly EMA) state dict and layout name."""
-    if '://' in filename:
+    """Load ``filename`` (a path, an http(s) URL or, through mmengine, another scheme) safely
+    and return its (possibly EMA) state dict and layout name."""
+    if filename.startswith(('http://', 'https://')):
+        ckpt = safe_load(fetch_checkpoint(filename), name=filename)
+    elif '://' in filename:
         from mmengine.runner import CheckpointLoader
         ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
     else:
@@ -221,10 +226,10 @@ def load_backbone_checkpoint(model: DenseBackbone, filename: str, prefix: Option
     except CheckpointError as err:
         raise CheckpointError(f'{filename}: {err}') from None
     model.load_state_dict(state_dict, strict=False)
-    print_log(f'{type(model).__name__}: loaded {len(state_dict)} tensors from '
+    log(f'{type(model).__name__}: loaded {len(state_dict)} tensors from '
               f'{osp.basename(filename)} ({layout} layout); dropped {len(dropped)} non-backbone '
               f'keys{" " + str(_summarise(dropped)) if dropped else ""}; kept initial values for '
-              f'{_summarise(fresh) if fresh else "nothing"}', logger='current')
+              f'{_summarise(fresh) if fresh else "nothing"}')
 
 
 def _summarise(keys: List[str]) -> List[str]:

@@ -1,9 +1,10 @@
-# ADE20K as in mmseg's base config, with every label map checked against its image and the 150
-# classes right after loading (CheckSegLabels, from rmt_mm), and upstream's 2 images per GPU.
-# `data_root` may point at any directory in the ADE20K layout: images/{training,validation}/*.jpg
-# and annotations/{training,validation}/*.png, 0 = unlabeled (ignored via reduce_zero_label).
-_base_ = 'mmseg::_base_/datasets/ade20k.py'
-
+# ADE20K (SceneParsing, 150 classes) as mmseg's `ade20k` base defines it, with every label map
+# checked against its image and the 150 classes right after loading (CheckSegLabels, from
+# rmt_mm) and upstream's 2 images per GPU. `data_root` may point at any directory in the
+# ADE20K layout: images/{training,validation}/*.jpg and annotations/{training,validation}/*.png,
+# 0 = unlabeled (ignored via the dataset's reduce_zero_label).
+dataset_type = 'ADE20KDataset'
+data_root = 'data/ade/ADEChallengeData2016'
 num_classes = 150
 crop_size = (512, 512)
 train_pipeline = [
@@ -38,6 +39,26 @@ tta_pipeline = [
             [dict(type='PackSegInputs')],
         ])
 ]
-train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=4,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        data_prefix=dict(img_path='images/validation', seg_map_path='annotations/validation'),
+        pipeline=test_pipeline))
 test_dataloader = val_dataloader
+val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

@@ -1,10 +1,10 @@
 """Training hooks shared by detection and segmentation runs: exact ``--resume`` (RNG state),
 strict checkpoint loading, and crash-safe checkpoints with an auto-resume that skips damaged ones.
 
-:mod:`rmt_mm.registry` registers them in mmengine's root ``HOOKS``. The configs switch them on
-through ``default_hooks`` (``strict_load`` and ``checkpoint``), so mmdet's and mmseg's own tools
-get them too; ``tools/train.py`` and ``tools/test.py`` add them to configs that lack them
-(:func:`rmt_mm.launch.add_safety_hooks`).
+:func:`rmt_mm.plugin.install` registers them in mmengine's root ``HOOKS``. The configs switch
+them on through ``default_hooks`` (``strict_load`` and ``checkpoint``), so mmdet's and mmseg's
+own tools get them too; ``tools/train.py`` and ``tools/test.py`` add them to configs that lack
+them (:func:`rmt_mm.cli.add_safety_hooks`).
 """
 import logging
 import os
@@ -20,8 +20,10 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.runner import IterBasedTrainLoop
 
-from .model_checkpoint import fit_checkpoint
-from .serialization import CheckpointError, atomic_open, safe_load
+from ..errors import CheckpointError
+from .atomic import atomic_open
+from .model import fit_checkpoint
+from .reading import safe_load
 
 
 def _replays_skipped_batches(loop) -> bool:
@@ -89,7 +91,7 @@ class RNGStateHook(Hook):
 class StrictLoadHook(Hook):
     """Refuse, before any compute, a checkpoint the runner loads (``load_from``, ``--resume``,
     ``tools/test.py CKPT``) whose weights do not fit the built model, which mmengine would load
-    in part with only a warning (see :mod:`rmt_mm.model_checkpoint`).
+    in part with only a warning (see :mod:`rmt_mm.checkpoints.model`).
 
     Args:
         allow_partial: Key prefixes (module names such as ``'roi_head.bbox_head.fc_cls'``) that

@@ -19,16 +19,12 @@ import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from .datasets.coco_checks import DataError
-from .serialization import CheckpointError, check_checkpoint_file
+from .checkpoints.reading import check_checkpoint_file
+from .errors import CheckpointError, ConfigError, DataError
 
 SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 #: Set to 1 to see the traceback of a tool's error (as ``--debug`` does).
 DEBUG_ENV = 'RMT_MM_DEBUG'
-
-
-class ConfigError(ValueError):
-    """A config that cannot run, with the offending key and value."""
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None,
@@ -81,7 +77,7 @@ def _dataset_paths(dataset: dict) -> Iterator[Tuple[str, str]]:
 
 def check_paths(cfg: Config, splits: Sequence[str]) -> None:
     """Fail before building anything if a checkpoint or data path of the run is missing, or a
-    checkpoint cannot be read (:func:`rmt_mm.serialization.check_checkpoint_file`)."""
+    checkpoint cannot be read (:func:`rmt_mm.checkpoints.reading.check_checkpoint_file`)."""
     problems = []
     checkpoints = [('load_from', cfg.get('load_from'))]
     backbone = cfg.get('model', {}).get('backbone') or {}
@@ -114,7 +110,7 @@ def check_paths(cfg: Config, splits: Sequence[str]) -> None:
 def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
                      allow_nonfinite: bool = False) -> None:
     """Make sure the run loads checkpoints strictly and writes them crash-safely
-    (:mod:`rmt_mm.hooks`), also for configs that do not ask for it, and apply the tools'
+    (:mod:`rmt_mm.checkpoints.hooks`), also for configs that do not ask for it, and apply the tools'
     ``--partial-load``/``--allow-nonfinite`` to the strict loader."""
     hooks = cfg.setdefault('default_hooks', {})
     strict = hooks.get('strict_load') or dict(type='StrictLoadHook')

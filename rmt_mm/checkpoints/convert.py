@@ -1,7 +1,7 @@
 """Converting upstream checkpoints into backbone-only files for mmdet/mmseg.
 
 The converter must know every backbone family (it infers which one a file holds), so it reads
-the family table of :mod:`rmt_mm.models`; the loader it builds on, :mod:`rmt_mm.checkpoint`,
+the family table of :mod:`rmt_mm.models`; the loader it builds on, :mod:`.backbone`,
 knows none.
 """
 from __future__ import annotations
@@ -12,7 +12,11 @@ from typing import Optional, Tuple, Type
 
 import torch
 
-from .checkpoint import (
+from ..errors import CheckpointError
+from ..models import DEFAULT_FAMILY, FAMILIES
+from ..models.base import DenseBackbone
+from .atomic import atomic_save
+from .backbone import (
     StateDict,
     backbone_key_diff,
     check_state_dict,
@@ -20,9 +24,6 @@ from .checkpoint import (
     read_checkpoint,
     to_backbone_state_dict,
 )
-from .models import DEFAULT_FAMILY, FAMILIES
-from .models.base import DenseBackbone
-from .serialization import CheckpointError, atomic_save
 
 
 def infer_arch(model_cls: Type[DenseBackbone], state_dict: StateDict) -> str:

@@ -5,8 +5,9 @@ mmengine loads ``load_from``, ``--resume`` and ``tools/test.py`` checkpoints wit
 and a partly random model is trained or evaluated. :func:`fit_checkpoint` refuses that with one
 line saying what the file holds and what the config builds (read through the backbone families'
 description machinery), unless the keys left out were named explicitly (``allow_partial``); then
-it logs exactly which keys keep their initial values. :class:`rmt_mm.hooks.StrictLoadHook` applies
-it to every checkpoint a runner loads; :func:`load_model_checkpoint` is the same for scripts.
+it logs exactly which keys keep their initial values.
+:class:`rmt_mm.checkpoints.hooks.StrictLoadHook` applies it to every checkpoint a runner loads;
+:func:`load_model_checkpoint` is the same for scripts.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
 
-from .checkpoint import KeyDiff, check_tensors, describe_checkpoint, describe_diff, diff_keys
-from .models import FAMILIES, DenseBackbone
-from .serialization import CheckpointError
+from ..errors import CheckpointError
+from ..models import FAMILIES, DenseBackbone
+from .backbone import KeyDiff, check_tensors, describe_checkpoint, describe_diff, diff_keys
 
 #: Top-level children that hold no weights of their own.
 _NOT_HEADS = ('backbone', 'data_preprocessor')

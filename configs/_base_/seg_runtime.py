@@ -1,0 +1,15 @@
+# The runtime of mmseg's configs (its `default_runtime` base): the mmseg scope, NCCL, fork
+# workers with single-threaded OpenCV, the segmentation visualizer, iteration-based logging and
+# the test-time-augmentation wrapper that `tools/test.py --tta` uses.
+default_scope = 'mmseg'
+env_cfg = dict(
+    cudnn_benchmark=True,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='nccl'))
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+tta_model = dict(type='SegTTAModel')
