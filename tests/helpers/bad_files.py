@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 from typing import Callable, Dict, Tuple
 
+import numpy as np
 import torch
 
 
@@ -28,6 +29,20 @@ class GetattrChain:
 
     def __reduce__(self):
         return (getattr, (argparse.Namespace, '__init__'))
+
+
+class ObjectArrayFromBytes:
+    """A numpy array of Python objects given as raw memory: its "objects" would be forged
+    pointers (numpy refuses to build it, on every supported version)."""
+
+    def __init__(self, target=None):  # as RunsCode; nothing here runs code
+        self.target = target
+
+    def __reduce__(self):
+        numpy2 = np.lib.NumpyVersion(np.__version__) >= '2.0.0'
+        multiarray = np._core.multiarray if numpy2 else np.core.multiarray
+        return (multiarray._reconstruct, (np.ndarray, (0, ), b'b'),
+                (1, (2, ), np.dtype(object), False, b'\0' * 16))
 
 
 def _rewrite_zip(good: bytes, edit: Callable[[str, bytes], bytes]) -> bytes:
@@ -84,6 +99,9 @@ UNREADABLE: Dict[str, Tuple[Callable, str]] = {
         'damaged: a tensor data record is shorter than its tensor'),
     'code in pickle': (lambda good, obj, marker: _torch_bytes({**obj, 'meta': RunsCode(marker)}),
                        'refused as unsafe: it references posix.system'),
+    'numpy object array': (lambda good, obj, marker: _torch_bytes(
+        {**obj, 'meta': ObjectArrayFromBytes()}),
+        'refused as unsafe: it holds a numpy array of Python objects given as raw memory'),
     'getattr in pickle': (lambda good, obj, marker: _torch_bytes(
         {**obj, 'meta': GetattrChain()}), 'refused as unsafe: it references getattr'),
 }
