@@ -109,9 +109,10 @@ def check_paths(cfg: Config, splits: Sequence[str]) -> None:
 
 def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
                      allow_nonfinite: bool = False) -> None:
-    """Make sure the run loads checkpoints strictly and writes them crash-safely
-    (:mod:`rmt_mm.checkpoints.hooks`), also for configs that do not ask for it, and apply the tools'
-    ``--partial-load``/``--allow-nonfinite`` to the strict loader."""
+    """Make sure the run loads checkpoints strictly, writes them crash-safely and resumes an
+    epoch loop where it stopped (:mod:`rmt_mm.checkpoints.hooks`), also for configs that do not
+    ask for it, and apply the tools' ``--partial-load``/``--allow-nonfinite`` to the strict
+    loader."""
     hooks = cfg.setdefault('default_hooks', {})
     strict = hooks.get('strict_load') or dict(type='StrictLoadHook')
     if allow_partial:
@@ -119,6 +120,7 @@ def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
     if allow_nonfinite:
         strict['allow_nonfinite'] = True
     hooks['strict_load'] = strict
+    hooks.setdefault('mid_epoch_resume', dict(type='MidEpochResumeHook'))
     checkpoint = hooks.get('checkpoint')
     if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
                                                              'mmengine.CheckpointHook'):

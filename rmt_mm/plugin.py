@@ -25,14 +25,19 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .checkpoints import mmengine_io
-from .checkpoints.hooks import AtomicCheckpointHook, RNGStateHook, StrictLoadHook
+from .checkpoints.hooks import (
+    AtomicCheckpointHook,
+    MidEpochResumeHook,
+    RNGStateHook,
+    StrictLoadHook,
+)
 from .checkpoints.reading import allow_globals
 from .datasets.transforms import CheckSegLabels
 from .layer_decay import ResTStageDecayOptimizerConstructor
 from .models import FAMILIES
 
 ROOT_MODULES: Dict[str, Iterable[type]] = dict(
-    HOOKS=(RNGStateHook, StrictLoadHook, AtomicCheckpointHook),
+    HOOKS=(RNGStateHook, MidEpochResumeHook, StrictLoadHook, AtomicCheckpointHook),
     OPTIM_WRAPPER_CONSTRUCTORS=(ResTStageDecayOptimizerConstructor, ))
 
 

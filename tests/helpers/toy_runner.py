@@ -3,11 +3,14 @@ subject. Also a script (``python tests/helpers/toy_runner.py WORK_DIR [--plain]
 [--die-at-save N]``) so that a test can kill a real training process while it writes a
 checkpoint."""
 import argparse
+import itertools
 import os
+import random
 import signal
 
 import numpy as np
 import torch
+from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
@@ -22,21 +25,39 @@ MINI = dict(embed_dims=[8, 16, 16, 16], depths=[1, 1, 1, 1], num_heads=[2, 2, 2,
 
 
 class ToyClassifier(BaseModel):
-    def __init__(self):
+    """A ``stochastic`` one draws from torch's generator in training (drop path; a
+    detector's RPN/RoI samplers too) and from Python's (a random scale per batch, as mmdet's
+    ``BatchSyncRandomResize`` draws in the data preprocessor)."""
+
+    def __init__(self, stochastic=False):
         super().__init__()
-        self.backbone = RMT(arch=MINI, drop_path_rate=0.0)
+        self.backbone = RMT(arch=MINI, drop_path_rate=0.2 if stochastic else 0.0)
         self.head = nn.Linear(16, 3)
+        self.stochastic = stochastic
 
     def forward(self, inputs, labels, mode='tensor'):
-        logits = self.head(self.backbone(torch.stack(inputs))[-1].mean((2, 3)))
+        images = torch.stack(inputs)
+        if self.stochastic and mode == 'loss':
+            images = images * random.uniform(0.8, 1.2)
+        logits = self.head(self.backbone(images)[-1].mean((2, 3)))
         if mode == 'loss':
             return dict(loss=nn.functional.cross_entropy(logits, torch.stack(labels)))
+        if mode == 'predict':
+            return [dict(pred=p, label=t) for p, t in zip(logits.argmax(1), labels)]
         return logits
 
 
+class Accuracy(BaseMetric):
+    def process(self, data_batch, data_samples):
+        self.results.extend(float(s['pred'] == s['label']) for s in data_samples)
+
+    def compute_metrics(self, results):
+        return dict(accuracy=sum(results) / len(results))
+
+
 class RandomImages(Dataset):
-    """Eight fixed images; ``augment`` adds numpy noise per sample, as a random transform
-    drawing from numpy's global generator would."""
+    """Eight fixed images; ``augment`` adds noise scaled per sample, as random transforms
+    drawing from numpy's and Python's global generators would."""
 
     def __init__(self, augment=False):
         gen = torch.Generator().manual_seed(0)
@@ -50,7 +71,8 @@ class RandomImages(Dataset):
     def __getitem__(self, i):
         image = self.images[i]
         if self.augment:
-            image = image + torch.from_numpy(np.random.rand(*image.shape).astype(np.float32))
+            noise = np.random.rand(*image.shape).astype(np.float32) * random.uniform(0.5, 1.5)
+            image = image + torch.from_numpy(noise)
         return dict(inputs=image, labels=self.labels[i])
 
 
@@ -75,30 +97,52 @@ class InterruptAfter(Hook):
             raise Interrupt
 
 
+_RUNNER_IDS = itertools.count()
+
+
 def make_runner(work_dir, max_iters=6, resume=False, hooks=None, interval=3,
                 checkpoint_type='CheckpointHook', max_keep_ckpts=-1, by_epoch=False,
-                augment=False, load_from=None):
+                augment=False, load_from=None, stochastic=False, checkpoint_by_epoch=None,
+                sampler='DefaultSampler', val_interval=None, batch_size=2, num_workers=0,
+                persistent_workers=False):
+    """Eight images, by default in batches of 2: epochs of 4 iterations. With ``by_epoch``,
+    ``max_iters`` counts epochs; checkpoints follow the loop unless ``checkpoint_by_epoch``;
+    ``val_interval`` validates (in the loop's unit) on the same images."""
     torch.manual_seed(0)  # the model is built before the runner seeds
     loop = (dict(by_epoch=True, max_epochs=max_iters) if by_epoch else
             dict(by_epoch=False, max_iters=max_iters))
+    val = {}
+    if val_interval is not None:
+        loop['val_interval'] = val_interval
+        val = dict(val_dataloader=dict(dataset=RandomImages(), sampler=dict(
+            type='DefaultSampler', shuffle=False), batch_size=4, num_workers=0),
+                   val_cfg=dict(), val_evaluator=dict(type=Accuracy))
+    if checkpoint_by_epoch is None:
+        checkpoint_by_epoch = by_epoch
     return Runner(
-        model=ToyClassifier(),
+        model=ToyClassifier(stochastic),
         work_dir=str(work_dir),
         train_dataloader=dict(dataset=RandomImages(augment), sampler=dict(
-            type='DefaultSampler', shuffle=True), batch_size=2, num_workers=0),
+            type=sampler, shuffle=True), batch_size=batch_size, num_workers=num_workers,
+                              persistent_workers=persistent_workers),
         train_cfg=loop,
         optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
         param_scheduler=[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                               end=4), dict(type='CosineAnnealingLR', by_epoch=False, begin=4,
                                            end=max_iters * (4 if by_epoch else 1))],
         default_hooks=dict(checkpoint=dict(type=checkpoint_type, interval=interval,
-                                           by_epoch=by_epoch, max_keep_ckpts=max_keep_ckpts),
+                                           by_epoch=checkpoint_by_epoch,
+                                           max_keep_ckpts=max_keep_ckpts),
                            logger=dict(type='LoggerHook', interval=1)),
         randomness=dict(seed=7, deterministic=True),
         resume=resume,
         load_from=load_from,
         custom_hooks=hooks,
-        default_scope='mmengine')
+        default_scope='mmengine',
+        # mmengine names its logger and visualizer instances after the start second: unique
+        # names keep runners started within one second apart.
+        experiment_name=f'toy_{next(_RUNNER_IDS)}',
+        **val)
 
 
 def _die_during_save(n: int, atomic: bool) -> None:
