@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ..compat import is_exporting
 from .masa_blocked import masa_decomposed_blocked, masa_full_blocked, requires_grad
+from .masa_export import masa_export
 from .masa_flex import masa_decomposed_flex, masa_full_flex
 
 #: Full attention is split into query blocks once ``heads * L * L`` exceeds this many elements
@@ -59,13 +60,16 @@ class RelPos2d(nn.Module):
     double as a hyper-parameter check when loading. The reference kernel rebuilds its tables
     every forward, as upstream; the fast kernels read :meth:`fast_tables`, a small per-size
     cache keyed on the buffers' version counters so that loading new values invalidates it.
+    The export form computes its tables in the graph and plans its blocks by the stage's
+    ``stride`` (:mod:`.masa_export`).
     """
 
     cache_size = 16
 
     def __init__(self, embed_dims: int, num_heads: int, init_value: float,
-                 heads_range: float) -> None:
+                 heads_range: float, stride: int = 1) -> None:
         super().__init__()
+        self.stride = stride
         head_dims = embed_dims // num_heads
         freqs = 1.0 / (10000**torch.linspace(0, 1, head_dims // 2))
         self.register_buffer('angle', freqs.repeat_interleave(2))
@@ -250,9 +254,12 @@ FAST_KERNELS: Dict[str, FastKernel] = {
         full=lambda q, k, v, t, overwrite_v: masa_full_blocked(q, k, v, t.bias_h, t.bias_w),
         decomposed=lambda q, k, v, t, overwrite_v: masa_decomposed_blocked(
             q, k, v, t.bias_h, t.bias_w, overwrite_v=overwrite_v)),
-    'flex': FastKernel(
-        full=lambda q, k, v, t, overwrite_v: masa_full_flex(q, k, v, t.decay),
-        decomposed=lambda q, k, v, t, overwrite_v: masa_decomposed_flex(q, k, v, t.decay)),
+    'flex': FastKernel(  # sdpa where FlexAttention cannot run compiled (masa_flex.py)
+        full=lambda q, k, v, t, overwrite_v: masa_full_flex(
+            q, k, v, t.decay, fallback=lambda: FAST_KERNELS['sdpa'].full(q, k, v, t, False)),
+        decomposed=lambda q, k, v, t, overwrite_v: masa_decomposed_flex(
+            q, k, v, t.decay,
+            fallback=lambda: FAST_KERNELS['sdpa'].decomposed(q, k, v, t, False))),
 }
 ATTN_IMPLS = ('auto', 'reference') + tuple(FAST_KERNELS)
 
@@ -276,8 +283,9 @@ def resolve_impl(impl: str, device: torch.device) -> str:
 def exporting() -> bool:
     """Whether the model is being traced for export (TorchScript/ONNX tracing, ``torch.export``
     or the dynamo ONNX exporter). The fast kernels' per-size table cache, in-place steps and
-    autograd Functions do not trace faithfully, so :func:`masa` then runs ``reference``, the
-    same function written as plain tensor operations."""
+    autograd Functions do not trace faithfully, and the reference's tables are constants of
+    the traced size, so :func:`masa` then runs the export form (:mod:`.masa_export`): the
+    same function as plain tensor operations, its tables computed from the input's shape."""
     return is_exporting()
 
 
@@ -288,9 +296,12 @@ def masa(q: Tensor, k: Tensor, v: Tensor, relpos: RelPos2d, decomposed: bool, im
 
     The arguments must be fresh tensors the caller does not use afterwards: in inference the
     fast kernels rotate ``q`` and ``k`` in place and may write the output over ``v``. Under
-    export every kernel runs as ``reference`` (:func:`exporting`).
+    export every kernel runs as the export form (:func:`exporting`).
     """
-    impl = 'reference' if exporting() else resolve_impl(impl, q.device)
+    if exporting():
+        return masa_export(q, k, v, relpos.angle, relpos.decay, decomposed, scale,
+                           relpos.stride)
+    impl = resolve_impl(impl, q.device)
     h, w = q.shape[1:3]
     if impl == 'reference':
         sin, cos = relpos.rotary(h, w)

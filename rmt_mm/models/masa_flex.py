@@ -4,67 +4,160 @@
 generated kernel (forward and, on CUDA, backward). MaSA's decay is a function of the two token
 indices, so ``score_mod`` computes it from them: ``decay_h * |i - j|`` along a line (axial), and
 ``decay_h * (|dy| + |dx|)`` with the rows and columns recovered from the raster indices on the
-``h x w`` grid (full). No ``L x L`` bias ever exists, in forward or backward.
+``h x w`` grid (full). No bias tensor exists, in forward or backward.
 
-FlexAttention only fuses when compiled: :func:`compiled` wraps the line and grid attention
-functions in :func:`torch.compile` once per process. A new shape recompiles, then dynamo's
-cache serves it; from the second size on, dynamo marks the changed dimensions dynamic, so
-further sizes (multi-scale training) mostly reuse one kernel. Past dynamo's
-``recompile_limit`` per function, calls fall back to unfused eager FlexAttention, with torch's
-warning.
+**One compiled kernel family for every input size.** Each form (full, decomposed) is compiled
+with dynamic shapes, whole (layout changes and FlexAttention calls in one graph), once per
+*signature*: the number of heads and the head dimension (FlexAttention specialises on both),
+dtype, device and whether autograd records. Batch, map height and width, hence the sequence
+lengths, reach ``score_mod`` as symbolic sizes, never as constants, so a new input size or
+aspect ratio runs a kernel already compiled; what still compiles anew is a size of 1 (dynamo
+specialises it) and, on some CPUs, keys padded or not (below). Each signature compiles its own
+copy of the function's code, because dynamo keeps its cache and ``recompile_limit`` per code
+object: one model's signatures never crowd each other out. :func:`compilations` counts the
+graphs.
 
-FlexAttention exists from torch 2.5 and is imported on first use. CPU runs inference only: torch
-generates no FlexAttention backward for CPU, so training there raises an error.
+**Never unfused.** Outside a compiled graph FlexAttention runs an unfused implementation that
+materialises the ``L x L`` scores. Should a compiled function run eagerly anyway (dynamo's
+``recompile_limit`` reached, dynamo disabled, a ``force_eager`` stance), the kernels notice it
+(:func:`torch.compiler.is_compiling` is false inside it) and call ``fallback`` (``masa.py``
+passes the ``sdpa`` kernel) with one :class:`FlexFallbackWarning` per process; without a
+``fallback`` they raise.
+
+**CPU.** Inference only: torch generates no FlexAttention backward for CPU, so training there
+raises an error. torch's CPU template computes ``q k^T`` with a micro-GEMM over blocks of
+:data:`CPU_GEMM_BLOCK_N` keys whose last, partial block is computed as a whole block when its
+length is a multiple of the float vector width and that width is below 16 (AVX2, NEON): it
+reads keys past the sequence and writes scores past its buffer, over the softmax's running
+maxima, so outputs come out wrong or NaN (docs/kernels.md). On such hosts the keys and values
+are padded to a multiple of :data:`CPU_GEMM_BLOCK_N` and ``score_mod`` masks the padding.
 
 Tensors use the map-shaped, head-split layout ``(B, H, W, heads, head_dims)``; ``q`` comes
-rotated and multiplied by the attention scale.
+rotated and multiplied by the attention scale. FlexAttention exists from torch 2.5 and is
+imported on first use.
 """
-from typing import Callable, Dict
+import types
+import warnings
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from ..compat import flex_attention
 from .masa_blocked import requires_grad
 
-_COMPILED: Dict[str, Callable] = {}
+#: Keys per column block of the ``q k^T`` micro-GEMM in torch's CPU FlexAttention template.
+CPU_GEMM_BLOCK_N = 16
+
+Fallback = Callable[[], Tensor]
+#: ``bias(h, q_idx, kv_idx)``: MaSA's decay term for ``score_mod``.
+Bias = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+class FlexFallbackWarning(UserWarning):
+    """FlexAttention could not run compiled, so another kernel computed the attention."""
+
+
+class _CountingInductor:
+    """Inductor as a ``torch.compile`` backend, counting the graphs it is given."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, graph: torch.fx.GraphModule, example_inputs: List[Tensor]):
+        from torch._inductor.compile_fx import compile_fx
+        self.graphs += 1
+        return compile_fx(graph, example_inputs)
+
+
+class _Compiled(NamedTuple):
+    fn: Callable
+    backend: _CountingInductor
+
+
 _FLEX: Dict[str, Callable] = {}
+_COMPILED: Dict[tuple, _Compiled] = {}
+_WARNED: List[str] = []
 
 
-def _line_attention(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
-    """``softmax(q k^T + decay_h * |i - j|) v`` (the axial bias: exactly symmetric ALiBi)."""
+# ----------------------------------------------------------------------------- compiled code
+
+
+def _flex(q: Tensor, k: Tensor, v: Tensor, bias: Bias) -> Tensor:
+    """``softmax(q k^T + bias) v`` on ``(batch, heads, L, d)`` tensors. Keys past the queries'
+    length are padding (see the module docstring) and masked out."""
+    length = q.shape[-2]
+    padded = k.shape[-2] != length
 
     def score_mod(score, b, h, q_idx, kv_idx):
-        return score + decay[h] * (q_idx - kv_idx).abs()
+        score = score + bias(h, q_idx, kv_idx)
+        return torch.where(kv_idx < length, score, -float('inf')) if padded else score
 
     return _FLEX['fn'](q, k, v, score_mod=score_mod, scale=1.0)
 
 
-def _grid_attention(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, width: int) -> Tensor:
-    """``softmax(q k^T + decay_h * (|dy| + |dx|)) v`` between raster indices of a map ``width``
-    tokens wide."""
-
-    def score_mod(score, b, h, q_idx, kv_idx):
-        dist = ((q_idx // width - kv_idx // width).abs()
-                + (q_idx % width - kv_idx % width).abs())
-        return score + decay[h] * dist
-
-    return _FLEX['fn'](q, k, v, score_mod=score_mod, scale=1.0)
+def _line(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Optional[Tensor]:
+    """Attention along lines with the bias ``decay_h * |i - j|`` (exactly symmetric ALiBi).
+    ``None`` when not running compiled."""
+    if not torch.compiler.is_compiling():
+        return None
+    return _flex(q, k, v, lambda h, i, j: decay[h] * (i - j).abs())
 
 
-def compiled(fn: Callable) -> Callable:
-    """``torch.compile(fn)``, made on first use and shared by every call. Each of the two
-    attention functions is its own compiled frame, with its own dynamo cache entries."""
-    if fn.__name__ not in _COMPILED:
-        try:
-            from torch.nn.attention.flex_attention import flex_attention
-        except ImportError as err:
-            raise RuntimeError(
-                f"attn_impl='flex' needs torch.nn.attention.flex_attention (torch >= 2.5); "
-                f'torch {torch.__version__} lacks it: use attn_impl=\'sdpa\' or \'blocked\''
-            ) from err
-        _FLEX['fn'] = flex_attention
-        _COMPILED[fn.__name__] = torch.compile(fn)
-    return _COMPILED[fn.__name__]
+def _grid(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, width: int) -> Optional[Tensor]:
+    """Attention between the raster-ordered tokens of maps ``width`` tokens wide, with the bias
+    ``decay_h * (|dy| + |dx|)``. ``None`` when not running compiled."""
+    if not torch.compiler.is_compiling():
+        return None
+    return _flex(q, k, v, lambda h, i, j: decay[h] * (
+        (i // width - j // width).abs() + (i % width - j % width).abs()))
+
+
+# ----------------------------------------------------------------------------- compilation
+
+
+def _import_flex() -> None:
+    if 'fn' not in _FLEX:
+        _FLEX['fn'] = flex_attention()
+
+
+def compiled(fn: Callable, q: Tensor, grad: bool) -> Callable:
+    """``fn`` compiled with dynamic shapes for ``q``'s signature, on a copy of its code object
+    of its own (one dynamo cache and recompile limit per signature)."""
+    key = (fn.__name__, q.shape[1], q.shape[-1], q.dtype, q.device.type, grad)
+    if key not in _COMPILED:
+        _import_flex()
+        own = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__)
+        backend = _CountingInductor()
+        _COMPILED[key] = _Compiled(torch.compile(own, backend=backend, dynamic=True), backend)
+    return _COMPILED[key].fn
+
+
+def compilations() -> Dict[str, int]:
+    """Graphs compiled so far in this process, per signature, e.g.
+    ``'_line heads=4 head_dims=16 torch.float32 cpu'`` (``grad`` appended when autograd
+    records)."""
+    return {' '.join([name, f'heads={heads}', f'head_dims={dims}', str(dtype), device]
+                     + ['grad'] * grad): entry.backend.graphs
+            for (name, heads, dims, dtype, device, grad), entry in _COMPILED.items()}
+
+
+@torch.compiler.assume_constant_result
+def _cpu_vector_floats() -> int:
+    """Floats per vector register in inductor's CPU code (0: no vector ISA)."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+    isa = pick_vec_isa()
+    return isa.nelements(torch.float) if isa else 0
+
+
+def cpu_keys_need_padding(device: torch.device) -> bool:
+    """Whether torch's CPU micro-GEMM can overrun on ``device``: a CPU whose vectors, as
+    inductor picks them, hold fewer than :data:`CPU_GEMM_BLOCK_N` floats."""
+    return device.type == 'cpu' and 0 < _cpu_vector_floats() < CPU_GEMM_BLOCK_N
+
+
+# ----------------------------------------------------------------------------- the kernels
 
 
 def _check_trainable(*tensors: Tensor) -> None:
@@ -74,27 +167,68 @@ def _check_trainable(*tensors: Tensor) -> None:
             "(inference works); use attn_impl='blocked' or 'sdpa' to train on CPU")
 
 
-def _axis(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
-    """Attention along the second-to-last axis of ``(..., heads, N, d)`` tensors."""
-    lead = q.shape[:-3]
-    q, k, v = (t.reshape(-1, *t.shape[-3:]) for t in (q, k, v))
-    out = compiled(_line_attention)(q, k, v, decay)
-    return out.view(*lead, *out.shape[-3:])
+def _attend(fn: Callable, q: Tensor, k: Tensor, v: Tensor, *args) -> Optional[Tensor]:
+    """``fn`` compiled, on token-major ``(batch, L, heads, d)`` tensors; the same layout out.
+
+    Every call hands FlexAttention ``(batch, heads, L, d)`` views of token-major memory (the map
+    layout's own order), so rows, columns and full attention share one stride pattern. In
+    inference they go in detached, an alias that is no view: dynamo would also guard on the
+    sizes of a view's base. Equal sizes do not share a symbol ("duck sizing"), else a first
+    square map or a map side equal to the heads would tie those sizes together, or to a
+    constant, and cost a recompilation at the next size. Inside the caller's own
+    ``torch.compile``, ``fn`` is simply traced into the caller's graph."""
+    if k.shape[1] % CPU_GEMM_BLOCK_N and cpu_keys_need_padding(k.device):
+        pad = (0, 0, 0, 0, 0, -k.shape[1] % CPU_GEMM_BLOCK_N)
+        k, v = F.pad(k, pad), F.pad(v, pad)
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    if torch.compiler.is_compiling():
+        out = fn(q, k, v, *args)
+    else:
+        from torch.fx.experimental import _config as fx_config  # torch >= 2.2, as flex needs
+        grad = requires_grad(q, k, v)
+        if not grad:
+            q, k, v = (t.detach() for t in (q, k, v))
+        with fx_config.patch(use_duck_shape=False):
+            out = compiled(fn, q, grad)(q, k, v, *args)
+    return None if out is None else out.transpose(1, 2)
 
 
-def masa_full_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
-    """Full attention over the ``H * W`` tokens of each map."""
+def _fall_back(fallback: Optional[Fallback]) -> Tensor:
+    cause = ("attn_impl='flex': FlexAttention would run uncompiled (dynamo's recompile_limit "
+             'reached, dynamo disabled or a force_eager stance), which materialises the L x L '
+             'scores')
+    if fallback is None:
+        raise RuntimeError(cause)
+    if not _WARNED:
+        _WARNED.append(cause)
+        warnings.warn(f"{cause}; such calls run attn_impl='sdpa' instead", FlexFallbackWarning,
+                      stacklevel=4)
+    return fallback()
+
+
+def masa_full_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor,
+                   fallback: Optional[Fallback] = None) -> Tensor:
+    """Full attention over the ``H * W`` tokens of each map; ``fallback()`` computes the same
+    if FlexAttention cannot run compiled."""
     _check_trainable(q, k, v)
     b, h, w, n, d = q.shape
-    q, k, v = (t.reshape(b, h * w, n, d).transpose(1, 2) for t in (q, k, v))
-    out = compiled(_grid_attention)(q, k, v, decay, w)
-    return out.transpose(1, 2).reshape(b, h, w, n, d)
+    out = _attend(_grid, *(t.reshape(b, h * w, n, d) for t in (q, k, v)), decay, w)
+    return _fall_back(fallback) if out is None else out.reshape(b, h, w, n, d)
 
 
-def masa_decomposed_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
-    """Axial attention: within each row (W axis), then within each column (H axis)."""
+def masa_decomposed_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor,
+                         fallback: Optional[Fallback] = None) -> Tensor:
+    """Axial attention: within each row (W axis), then within each column (H axis), the rows'
+    output as the columns' values; ``fallback()`` computes the same if FlexAttention cannot
+    run compiled."""
     _check_trainable(q, k, v)
-    out_w = _axis(q.transpose(2, 3), k.transpose(2, 3), v.transpose(2, 3), decay)
-    out = _axis(q.permute(0, 2, 3, 1, 4), k.permute(0, 2, 3, 1, 4),
-                out_w.permute(0, 3, 2, 1, 4), decay)  # (B, W, heads, H, d)
-    return out.permute(0, 3, 1, 2, 4)
+    b, h, w, n, d = q.shape
+
+    def columns(t: Tensor) -> Tensor:  # (B * W, H, heads, d), a copy even when B is 1
+        return t.transpose(1, 2).contiguous().view(b * w, h, n, d)
+
+    rows = _attend(_line, *(t.reshape(b * h, w, n, d) for t in (q, k, v)), decay)
+    if rows is None:
+        return _fall_back(fallback)
+    out = _attend(_line, columns(q), columns(k), columns(rows.reshape(b, h, w, n, d)), decay)
+    return _fall_back(fallback) if out is None else out.reshape(b, w, h, n, d).transpose(1, 2)

@@ -163,7 +163,9 @@ class MaSA(nn.Module):
         self.out_proj = nn.Linear(embed_dims, embed_dims)
 
     def _heads(self, x: Tensor) -> Tensor:
-        return x.unflatten(-1, (self.num_heads, self.head_dims))
+        # Not ``unflatten``: the TorchScript exporter has no opset-11 form of it, and its
+        # opset-13 form trips onnxruntime's Reshape fusion.
+        return x.view(*x.shape[:-1], self.num_heads, self.head_dims)
 
     def forward(self, x: Tensor, relpos: RelPos2d) -> Tensor:
         v = self.v_proj(x)
@@ -234,9 +236,9 @@ class RMTStage(nn.Module):
     def __init__(self, embed_dims: int, out_dims: Optional[int], num_heads: int,
                  init_value: float, heads_range: float, mlp_ratio: float, decomposed: bool,
                  drop_paths: Sequence[float], layerscale: bool, layer_init_value: float,
-                 norm_cfg: dict, attn_impl: str, speedups: CpuSpeedups) -> None:
+                 norm_cfg: dict, attn_impl: str, speedups: CpuSpeedups, stride: int) -> None:
         super().__init__()
-        self.Relpos = RelPos2d(embed_dims, num_heads, init_value, heads_range)
+        self.Relpos = RelPos2d(embed_dims, num_heads, init_value, heads_range, stride)
         self.blocks = nn.ModuleList(
             RMTBlock(embed_dims, num_heads, mlp_ratio, decomposed, rate, layerscale,
                      layer_init_value, attn_impl, speedups) for rate in drop_paths)
@@ -321,7 +323,8 @@ class RMT(DenseBackbone):
                 layer_init_value=cfg['layer_init_values'],
                 norm_cfg=self.norm_cfg,
                 attn_impl=attn_impl,
-                speedups=speedups) for i, rates in enumerate(self.stage_drop_path_rates()))
+                speedups=speedups,
+                stride=4 * 2**i) for i, rates in enumerate(self.stage_drop_path_rates()))
         # Upstream always builds one output norm per stage (eps 1e-5), used or not.
         self.extra_norms = nn.ModuleList(nn.LayerNorm(d) for d in dims)
 
