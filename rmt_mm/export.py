@@ -19,6 +19,7 @@ import torch
 
 from .compat import ONNX_DYNAMO_EXPORTER
 from .models import DenseBackbone
+from .models.masa_export import planned_for
 
 EXPORTERS = ('dynamo', 'torchscript')
 #: Lowest opset each exporter writes (the dynamo exporter's operator library starts at 18).
@@ -83,7 +84,8 @@ def export_onnx(model: DenseBackbone, shape: Sequence[int], path: str,
                 exporter: str = 'dynamo', opset: Optional[int] = None,
                 dynamic: bool = True) -> None:
     """Write ``model`` (eval mode) to ``path``, traced on a ``1 x 3 x H x W`` image of
-    ``shape``; with ``dynamic`` the file takes any ``N x 3 x H x W``, else only that size."""
+    ``shape``, its attention blocks planned for that size; with ``dynamic`` the file takes any
+    ``N x 3 x H x W``, else only that size."""
     opset = DEFAULT_OPSET.get(exporter, 0) if opset is None else opset
     check_export_args(exporter, opset, shape)
     x = torch.zeros(1, 3, *shape)
@@ -102,7 +104,7 @@ def export_onnx(model: DenseBackbone, shape: Sequence[int], path: str,
             kwargs['dynamic_axes'] = {
                 name: {0: 'batch', 2: f'{name}_height', 3: f'{name}_width'}
                 for name in [INPUT_NAME] + names}
-    with torch.no_grad():
+    with torch.no_grad(), planned_for(shape):
         torch.onnx.export(model, (x, ), path, **kwargs)
 
 

@@ -3,16 +3,11 @@ position tables handed to the kernels in the autocast dtype."""
 import pytest
 import torch
 
+from rmt_mm.benchmark import AUTOCAST_GRAD_TOL, AUTOCAST_TOL, rel_l2_err, rel_max_err, run_model
 from rmt_mm.models import RMT
 from rmt_mm.models import masa as masa_module
 
 from helpers.archs import build_tiny
-from helpers.tools import tool_module
-
-device_check = tool_module('device_check')
-AUTOCAST_TOL, AUTOCAST_GRAD_TOL = device_check.AUTOCAST_TOL, device_check.AUTOCAST_GRAD_TOL
-rel_l2_err, rel_max_err, run_model = (device_check.rel_l2_err, device_check.rel_max_err,
-                                      device_check.run_model)
 
 
 def _model(impl):

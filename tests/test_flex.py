@@ -11,15 +11,14 @@ import warnings
 import pytest
 import torch
 
+from rmt_mm.benchmark import AUTOCAST_TOL
 from rmt_mm.models import RMT, masa_flex
 from rmt_mm.models.masa import ATTN_IMPLS, RelPos2d, masa, masa_decomposed
 from rmt_mm.models.masa_flex import FlexFallbackWarning, masa_decomposed_flex, masa_full_flex
 
 from helpers.archs import tiny_arch
-from helpers.tools import tool_module
 
 flex_attention = pytest.importorskip('torch.nn.attention.flex_attention')
-AUTOCAST_TOL = tool_module('device_check').AUTOCAST_TOL
 TOL = 1e-4  # float32, max abs: measured up to 3e-6 (tiny arch) and 1.1e-5 (RMT-T, 224x320)
 #: The tiny arch, one block per stage, with RMT-T's attention: axial stages of 4 heads of 16
 #: dims, full-attention stages of 8 heads of 32 dims (and narrow FFNs, for speed).

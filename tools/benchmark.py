@@ -14,42 +14,13 @@ i.e. what the CUDA allocator would count.
 """
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import torch
 
-from rmt_mm.models import RMT
-
-
-def build(arch: str, impl: str, device: str, dtype: torch.dtype, with_cp: bool) -> RMT:
-    torch.manual_seed(0)  # same weights for every implementation
-    model = RMT(arch=arch, attn_impl=impl, drop_path_rate=0.0, with_cp=with_cp)
-    return model.to(device=device, dtype=dtype)
-
-
-def step(model: RMT, x: torch.Tensor, mode: str) -> None:
-    if mode == 'infer':
-        with torch.no_grad():
-            model.eval()(x)
-    else:
-        model.train()
-        x = x.detach().requires_grad_()
-        sum(o.float().mean() for o in model(x)).backward()
-        model.zero_grad(set_to_none=True)
-    if x.is_cuda:
-        torch.cuda.synchronize()
-
-
-def rss_mb(field: str) -> float:
-    """``VmRSS`` or ``VmHWM`` (the high-water mark; unlike ru_maxrss, not inherited from the
-    parent at fork) of this process, in MiB."""
-    with open('/proc/self/status') as f:
-        line = next(ln for ln in f if ln.startswith(field + ':'))
-    return int(line.split()[1]) / 1024
+from rmt_mm.benchmark import build, rss_mb, step, time_interleaved
 
 
 def peak_rss_case(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dict:
@@ -81,22 +52,11 @@ def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
               if args.device == 'cpu'}
     models = {impl: build(arch, impl, args.device, dtype, args.with_cp) for impl in impls}
     x = torch.randn(args.batch, 3, *args.size, device=args.device, dtype=dtype)
-    nan = [(float('nan'), float('nan'))]
-    times: Dict[str, List[Tuple[float, float]]] = {impl: nan for impl in impls}
-    if args.repeats:
-        for _ in range(args.warmup):
-            for impl in impls:
-                step(models[impl], x, mode)
-        times = {impl: [] for impl in impls}
-        for _ in range(args.repeats):
-            for impl in impls:
-                wall, cpu = time.perf_counter(), time.process_time()
-                step(models[impl], x, mode)
-                times[impl].append((time.perf_counter() - wall, time.process_time() - cpu))
+    times = time_interleaved({impl: lambda m=models[impl]: step(m, x, mode) for impl in impls},
+                             args.warmup if args.repeats else 0, args.repeats)
     results = {}
     for impl in impls:
-        result = dict(time_s=statistics.median(t[0] for t in times[impl]),
-                      cpu_s=statistics.median(t[1] for t in times[impl]))
+        result = dict(time_s=times[impl].wall_s, cpu_s=times[impl].cpu_s)
         if args.device == 'cuda':
             del models
             models = {}

@@ -15,6 +15,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..compat import is_exporting
 from .layers import build_norm
 from .rest_common import (
     HW,
@@ -91,7 +92,11 @@ class EMSAv2(SpatialReductionAttention):
 
     def forward(self, x: Tensor, hw: HW) -> Tensor:
         q, k, v, kv_hw = self.project_qkv(x, hw)
-        out = self.merge_heads(F.scaled_dot_product_attention(q, k, v, scale=self.scale))
+        if is_exporting():  # ONNX has no fused attention before opset 23 (mmdeploy: 11)
+            out = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        out = self.merge_heads(out)
         b, heads, _, d = v.shape
         v_map = v.transpose(-1, -2).reshape(b, heads * d, kv_hw[0], kv_hw[1])
         up, _ = map_to_tokens(self.up(v_map)[..., :hw[0], :hw[1]])
