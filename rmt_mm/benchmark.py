@@ -10,7 +10,7 @@ import contextlib
 import math
 import statistics
 import time
-from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -129,13 +129,12 @@ def rss_mb(field: str = 'VmHWM') -> float:
     return int(line.split()[1]) / 1024
 
 
-def count_flops(model: nn.Module, inputs: torch.Tensor) -> Tuple[float, dict]:
-    """Forward FLOPs of ``model`` on ``inputs`` and their split by operator, counted by
-    mmengine's FlopAnalyzer (fvcore's counter: one multiply-add is one FLOP; softmax, GELU and
-    element-wise ops are not counted, as in the figures the RMT authors' code prints)."""
-    from mmengine.analysis import FlopAnalyzer
-    analyzer = FlopAnalyzer(model.eval(), inputs)
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    with torch.no_grad():
-        return analyzer.total(), analyzer.by_operator()
+
+def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
+    """Floating-point operations of one inference of ``model`` on ``x``, two per multiply-add
+    (the unit of an accelerator's peak TFLOP/s), counted by :mod:`torch.utils.flop_counter`.
+    Give it a ``reference`` model: fused kernels hide their matmuls from the counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(x)
+    return float(counter.get_total_flops())

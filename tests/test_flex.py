@@ -197,3 +197,17 @@ def test_cpu_training_is_refused_with_the_alternatives(decomposed):
     q.requires_grad_()
     with pytest.raises(RuntimeError, match=r"attn_impl='flex' cannot train on CPU.*'blocked'"):
         masa(q, k, v, relpos, decomposed, 'flex', 0.25)
+
+
+def test_export_right_after_compiled_flex_equals_pytorch(tmp_path):
+    """An export after compiled FlexAttention ran in the same process: the file computes the
+    function (every kernel exports as MaSA's export form, none as ``flex``)."""
+    pytest.importorskip('onnxruntime')
+    from rmt_mm.export import export_onnx, verify_onnx
+    ref, flex = _models()
+    with torch.no_grad():
+        flex(torch.randn(1, 3, 45, 61))
+    path = str(tmp_path / 'rmt.onnx')
+    export_onnx(flex, (45, 61), path, 'torchscript')
+    errors = verify_onnx(ref, path, [(45, 61), (64, 48)])
+    assert max(max(e.values()) for e in errors.values()) < TOL, errors

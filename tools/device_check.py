@@ -11,8 +11,8 @@ Three parts, each written to ``--out`` as markdown and json:
 3. ``timing``: :mod:`rmt_mm.benchmark`'s ``build``/``step`` for RMT-T and RMT-S (default 1344x800,
    batch 2, bf16 autocast), inference and forward+backward, every kernel beside ``reference`` in
    one process, eager and ``torch.compile``: median time, peak CUDA memory and achieved TFLOP/s
-   (counted as tools/get_flops.py counts; training as 3x the forward) against
-   ``--peak-tflops``.
+   (two FLOPs per multiply-add, as accelerators' peaks count; training counted as 3x the
+   forward) against ``--peak-tflops``.
    Cases stop once ``--budget-s`` has passed (the rest are marked skipped), so the whole check
    fits the device time it is given.
 
@@ -34,7 +34,7 @@ from rmt_mm.benchmark import (
     AUTOCAST_TOL,
     PARITY_TOL,
     build,
-    count_flops,
+    forward_flops,
     kernels,
     rel_l2_err,
     rel_max_err,
@@ -104,9 +104,8 @@ def autocast(args: argparse.Namespace) -> List[Dict]:
 
 
 def _flops(arch: str, size: Sequence[int]) -> float:
-    """Forward FLOPs (multiply-adds) of one image, counted as tools/get_flops.py counts."""
-    flops, _ = count_flops(RMT(arch=arch, attn_impl='reference'), torch.randn(1, 3, *size))
-    return flops
+    """Forward FLOPs of one image (two per multiply-add)."""
+    return forward_flops(RMT(arch=arch, attn_impl='reference'), torch.randn(1, 3, *size))
 
 
 def _peak_mb(args, arch: str, impl: str, mode: str, compiled: bool, x: torch.Tensor) -> float:

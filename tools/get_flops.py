@@ -15,10 +15,10 @@ import argparse
 from typing import List, Optional, Tuple
 
 import torch
+from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
 import rmt_mm.plugin  # noqa: F401  (registers the backbones)
-from rmt_mm.benchmark import count_flops
 from rmt_mm.models import RMT
 
 
@@ -32,6 +32,14 @@ class _TensorForward(nn.Module):
 
     def forward(self, inputs: torch.Tensor):
         return self.model._forward(inputs, self.samples)
+
+
+def count(model: nn.Module, inputs: torch.Tensor) -> Tuple[float, dict]:
+    analyzer = FlopAnalyzer(model.eval(), inputs)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        return analyzer.total(), analyzer.by_operator()
 
 
 def build_from_config(path: str, shape: Tuple[int, int]) -> Tuple[nn.Module, torch.Tensor]:
@@ -68,7 +76,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         model, inputs = build_from_config(args.config, tuple(args.shape))
         name = args.config
     params = sum(p.numel() for p in model.parameters())
-    flops, by_op = count_flops(model, inputs)
+    flops, by_op = count(model, inputs)
     print(f'{name} at {args.shape[0]}x{args.shape[1]}: params {params / 1e6:.2f} M, '
           f'FLOPs {flops / 1e9:.2f} G')
     print('  by operator: ' + ', '.join(f'{k} {v / 1e9:.2f} G' for k, v in
