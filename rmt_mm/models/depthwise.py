@@ -1,11 +1,10 @@
 """Depthwise 'same' convolution with a faster weight gradient for wide kernels.
 
 On CPU, oneDNN's depthwise weight-gradient kernel is fast only for kernels at most three columns
-wide: at 64 channels and 200x336 (RMT's 5x5 LePE in stage 1 at 1344x800) a 5x5 weight gradient
-takes about 250 ms, a 5x3 one 8 ms. The weight gradient is a sum over columns, so it splits
-exactly into slabs of at most three kernel columns, each computed on the matching column window
-of the width-padded input. Forward, input and bias gradients are the plain op; the weight
-gradient equals the plain one to rounding (the reduction order differs).
+wide; RMT's LePE is 5x5 (docs/kernels.md has the figures). The weight gradient is a sum over
+columns, so it splits exactly into slabs of at most three kernel columns, each computed on the
+matching column window of the width-padded input. Forward, input and bias gradients are the
+plain op; the weight gradient equals the plain one to rounding (the reduction order differs).
 """
 from typing import Optional, Tuple
 
@@ -39,7 +38,7 @@ def _weight_grad_in_slabs(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
     kh, kw = weight.shape[-2:]
     b, c, h, w = x.shape
     # Pad the width only (the height padding stays the conv's own), keeping x's memory format.
-    # Written by hand: F.pad on a channels-last map was ~4x slower (15 vs 4 ms in stage 1).
+    # Written by hand: F.pad on a channels-last map is several times slower.
     fmt = (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
            else torch.contiguous_format)
     pad = kw // 2

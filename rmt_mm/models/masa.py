@@ -13,6 +13,10 @@ names. All kernels compute the same function:
 - ``sdpa``: :func:`torch.nn.functional.scaled_dot_product_attention` with the decay as an additive
   mask. Full attention is processed in blocks of query rows whose bias rows are generated on the
   fly, and under autograd each block is recomputed in backward instead of stored.
+- ``flex`` (:mod:`.masa_flex`): compiled FlexAttention with the decay computed from the token
+  indices in ``score_mod``; one compiled kernel per signature serves every input size.
+
+Under export (:func:`exporting`) every kernel runs the export form (:mod:`.masa_export`).
 
 The fast kernels (all but ``reference``) share their inputs: the rotation as one complex product
 with the attention scale folded into ``q``'s, and cached tables (:class:`PositionTables`).
@@ -265,14 +269,10 @@ ATTN_IMPLS = ('auto', 'reference') + tuple(FAST_KERNELS)
 
 
 def resolve_impl(impl: str, device: torch.device) -> str:
-    """``auto`` -> ``blocked`` on CPU and ``sdpa`` elsewhere.
-
-    On CPU, measured with tools/benchmark.py at 1344x800 (float32, one thread), ``blocked`` beats
-    the reference by 2.9x (RMT-T) and 1.6-1.9x (RMT-S) in inference and 1.8x / 1.1x in
-    forward+backward, with 1.8-3.8x lower peak memory; ``sdpa`` on CPU was no faster than the
-    reference (0.96x / 1.01x in inference). On GPU ``sdpa`` dispatches to the fused
-    memory-efficient kernel, which takes the bias; that choice is not yet measured (no GPU was
-    available)."""
+    """``auto`` -> ``blocked`` on CPU, the fastest there in tools/benchmark.py's measurements
+    (``sdpa`` on CPU is no faster than the reference; docs/kernels.md), and ``sdpa``
+    elsewhere: on GPU it dispatches to the fused memory-efficient kernel, which takes the bias
+    (not yet measured on a GPU; docs/gpu.md)."""
     if impl not in ATTN_IMPLS:
         raise ValueError(f'attn_impl must be one of {ATTN_IMPLS}, got {impl!r}')
     if impl == 'auto':

@@ -16,8 +16,8 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor
 
-#: Logits elements per block (512K floats = 2 MB, one L2 cache: measured about 1.3x faster
-#: than 16 MB blocks for attention forward+backward).
+#: Logits elements per block (512K floats = 2 MB, one L2 cache: faster than larger blocks for
+#: attention forward+backward on CPU; docs/kernels.md).
 BLOCK_ELEMS = 1 << 19
 
 

@@ -263,9 +263,10 @@ class RMT(DenseBackbone):
         norm_cfg: Norm of the conv stem and patch merging (``BN``; ``SyncBN`` for multi-GPU).
         with_cp: Gradient checkpointing per block (saves memory, costs a second forward).
         attn_impl: MaSA kernel: ``'reference'`` (the upstream algorithm), ``'sdpa'`` (fused
-            kernels), ``'blocked'`` (cache-sized blocks) or ``'auto'`` (the one measured faster
-            on the device). Both fast kernels keep full-attention memory linear in tokens
-            (see :mod:`.masa`).
+            kernels), ``'blocked'`` (cache-sized blocks), ``'flex'`` (compiled FlexAttention,
+            torch >= 2.5, CPU inference only) or ``'auto'`` (``blocked`` on CPU, ``sdpa``
+            elsewhere). The fast kernels keep full-attention memory linear in tokens (see
+            :mod:`.masa`); under ONNX export every kernel runs MaSA's export form.
         cpu_speedups: The speed measures outside the attention kernel (:mod:`.speedups`):
             in-place residual adds, the LePE's weight gradient in slabs (CPU only) and, in
             inference, the FFN in row chunks. ``None`` turns them on with every kernel but

@@ -1,16 +1,14 @@
 """The CPU speed measures of RMT, outside its attention kernels, in one place.
 
-Each computes exactly what the plain code does (up to float32 rounding) and was measured with
-``tools/benchmark.py`` on CPU (RMT-S forward+backward at 1344x800: the attention kernel alone
-gave 1.12x over the reference, the slab weight gradient took it to 1.22x and the in-place
-residual adds to about 1.3x):
+Each computes exactly what the plain code does (up to float32 rounding) and pays on CPU in
+``tools/benchmark.py``'s measurements (docs/kernels.md):
 
 - ``slab_weight_grad``: the LePE's 5x5 depthwise conv computes its weight gradient in slabs
   of at most three kernel columns (:mod:`.depthwise`), where oneDNN is fast. CPU only: the op
   keeps the plain path on other devices.
 - ``inplace_residuals``: residual sums and layer scales accumulate into each branch's fresh
   output instead of allocating a new map; on CPU every fresh map-sized tensor page-faults new
-  memory (about 9 % of an RMT-S training step). No producer of those outputs saves them for
+  memory. No producer of those outputs saves them for
   backward, and autograd's version counters would catch it if one did.
 - ``ffn_row_chunks``: without autograd, the FFN runs in chunks of image rows so that its 3-4x
   wide hidden map never exists whole (:func:`ffn_in_row_chunks`).
