@@ -181,7 +181,8 @@ def test_an_unfused_call_goes_to_the_fallback_with_one_warning(unfused_flex_call
                 warnings.simplefilter('error', FlexFallbackWarning)  # once per process
                 masa(q.clone(), k.clone(), v.clone(), relpos, True, 'flex', 0.25)
             with pytest.raises(RuntimeError, match='FlexAttention would run uncompiled'):
-                masa_full_flex(q, k, v, relpos.decay)
+                masa_full_flex(*(t.flatten(1, 2).transpose(1, 2) for t in (q, k, v)),
+                               relpos.decay, 6)
     assert (out - ref).abs().max().item() < TOL
     assert unfused_flex_calls == []
 

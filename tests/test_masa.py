@@ -9,6 +9,11 @@ MINI = dict(embed_dims=[16, 32, 64, 96], depths=[1, 1, 2, 1], num_heads=[2, 2, 4
             chunkwise_recurrents=[True, True, False, False], layerscales=[False, False, True, True])
 
 
+def _sequences(t: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W, heads, d)`` maps as the ``(B, heads, L, d)`` sequences full attention takes."""
+    return t.flatten(1, 2).transpose(1, 2)
+
+
 def pair(impl='sdpa', **kwargs):
     torch.manual_seed(0)
     ref = RMT(arch=MINI, attn_impl='reference', drop_path_rate=0.0, **kwargs)
@@ -105,8 +110,11 @@ def test_blocked_backward_passes_gradcheck(decomposed, block_mode):
                           for n in (h, w))
         q, k, v = (torch.randn(2, h, w, heads, d, dtype=torch.float64, requires_grad=True)
                    for _ in range(3))
-        kernel = (masa_blocked.masa_decomposed_blocked if decomposed
-                  else masa_blocked.masa_full_blocked)
+        if decomposed:
+            kernel = masa_blocked.masa_decomposed_blocked
+        else:  # full attention takes the (B, heads, L, d) sequences masa() makes
+            def kernel(q, k, v, bh, bw):
+                return masa_blocked.masa_full_blocked(*map(_sequences, (q, k, v)), bh, bw)
         assert torch.autograd.gradcheck(
             lambda *t, kernel=kernel, bh=bias_h, bw=bias_w: kernel(*t, bh, bw), (q, k, v))
 
@@ -124,11 +132,12 @@ def test_full_attention_block_splits(monkeypatch, block_elems):
     grid = (bias_h[:, :, None, :, None] + bias_w[:, None, :, None, :]).reshape(heads, h * w, -1)
     q, k, v = (torch.randn(2, h, w, heads, d, dtype=torch.float64, requires_grad=True)
                for _ in range(3))
-    grad_out = torch.randn(2, h, w, heads, d, dtype=torch.float64)
-    ref = masa.masa_full(q, k, v, grid)
-    out = masa_blocked.masa_full_blocked(q, k, v, bias_h, bias_w)
+    grad_out = torch.randn(2, heads, h * w, d, dtype=torch.float64)
+    seqs = [_sequences(t) for t in (q, k, v)]
+    ref = masa.masa_full(*seqs, grid)
+    out = masa_blocked.masa_full_blocked(*seqs, bias_h, bias_w)
     with torch.no_grad():
-        assert torch.allclose(masa_blocked.masa_full_blocked(q, k, v, bias_h, bias_w), ref)
+        assert torch.allclose(masa_blocked.masa_full_blocked(*seqs, bias_h, bias_w), ref)
     assert torch.allclose(out, ref)
     for a, b in zip(torch.autograd.grad(out, (q, k, v), grad_out),
                     torch.autograd.grad(ref, (q, k, v), grad_out)):
@@ -149,10 +158,11 @@ def test_full_attention_keeps_no_square_tensor(monkeypatch, impl):
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t,
                                                   lambda t: t):
+        seqs = [_sequences(t) for t in (q, k, v)]
         if impl == 'sdpa':
-            out = masa.masa_full_sdpa(q, k, v, decay)
+            out = masa.masa_full_sdpa(*seqs, decay, h, w)
         else:
-            out = masa_blocked.masa_full_blocked(q, k, v, bias_h, bias_w)
+            out = masa_blocked.masa_full_blocked(*seqs, bias_h, bias_w)
     assert saved and all(shape.numel() < length * length for shape in saved)
     out.sum().backward()
     assert torch.isfinite(q.grad).all()

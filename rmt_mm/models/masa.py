@@ -26,6 +26,7 @@ kernel is two functions of the :data:`FastKernel` signature and one row of
 head_dims)``.
 """
 from collections import OrderedDict
+from functools import partial
 from typing import Callable, Dict, NamedTuple, Tuple
 
 import torch
@@ -35,7 +36,7 @@ from torch import Tensor, nn
 
 from ..compat import is_exporting
 from .masa_blocked import masa_decomposed_blocked, masa_full_blocked, requires_grad
-from .masa_export import masa_export
+from .masa_export import export_rotation, masa_decomposed_export, masa_full_export
 from .masa_flex import masa_decomposed_flex, masa_full_flex
 
 #: Full attention is split into query blocks once ``heads * L * L`` exceeds this many elements
@@ -153,11 +154,9 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
 
 
 def masa_full(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
-    """Reference softmax attention over all ``L = H * W`` tokens with a ``(heads, L, L)`` bias.
-    ``k`` is pre-scaled."""
-    b, h, w, n, d = q.shape
-    q, k, v = (t.reshape(b, h * w, n, d).transpose(1, 2) for t in (q, k, v))
-    return _attend(q, k, v, bias).transpose(1, 2).reshape(b, h, w, n, d)
+    """Reference softmax attention over all ``L = H * W`` tokens of ``(B, heads, L, d)``
+    sequences with a ``(heads, L, L)`` bias. ``k`` is pre-scaled."""
+    return _attend(q, k, v, bias)
 
 
 def masa_decomposed(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor) -> Tensor:
@@ -213,15 +212,14 @@ def _full_block(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, rows: Tensor, co
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
 
 
-def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
-    """Full attention through SDPA; ``q`` is pre-scaled.
+def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, h: int, w: int) -> Tensor:
+    """Full attention through SDPA on the ``(B, heads, h * w, d)`` sequences of ``h x w``
+    maps; ``q`` is pre-scaled.
 
     The bias is made on the fly: whole for small maps, else block by block over query rows so
     it never exists whole, each block checkpointed under autograd.
     """
-    b, h, w, n, d = q.shape
-    length = h * w
-    q, k, v = (t.reshape(b, length, n, d).transpose(1, 2) for t in (q, k, v))
+    n, length = q.shape[1:3]
     rows, cols = grid_coords(h, w, q.device)
     if full_bias_fits(n, length):
         out = _full_block(q, k, v, decay, rows, cols, 0)
@@ -234,15 +232,16 @@ def masa_full_sdpa(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Tensor:
             blocks.append(cp.checkpoint(_full_block, *args, use_reentrant=False)
                           if grad else _full_block(*args))
         out = torch.cat(blocks, dim=2)
-    return out.transpose(1, 2).reshape(b, h, w, n, d)
+    return out
 
 
 # ----------------------------------------------------------------------------- the door
 
 
 class FastKernel(NamedTuple):
-    """A fast kernel: ``fn(q, k, v, tables, overwrite_v) -> out`` for full attention and for
-    the decomposed (W-then-H axial) form. ``q`` and ``k`` come rotated, ``q`` scaled; with
+    """A fast kernel: ``fn(q, k, v, tables, overwrite_v) -> out`` for full attention, on
+    ``(B, heads, L, d)`` token sequences, and for the decomposed (W-then-H axial) form, on
+    ``(B, H, W, heads, d)`` maps. ``q`` and ``k`` come rotated, ``q`` scaled; with
     ``overwrite_v`` (inference only) the kernel may write its output over ``v``'s memory."""
 
     full: Callable[[Tensor, Tensor, Tensor, PositionTables, bool], Tensor]
@@ -251,7 +250,8 @@ class FastKernel(NamedTuple):
 
 FAST_KERNELS: Dict[str, FastKernel] = {
     'sdpa': FastKernel(
-        full=lambda q, k, v, t, overwrite_v: masa_full_sdpa(q, k, v, t.decay),
+        full=lambda q, k, v, t, overwrite_v: masa_full_sdpa(
+            q, k, v, t.decay, t.bias_h.shape[-1], t.bias_w.shape[-1]),
         decomposed=lambda q, k, v, t, overwrite_v: masa_decomposed_sdpa(
             q, k, v, t.bias_h, t.bias_w)),
     'blocked': FastKernel(
@@ -260,7 +260,8 @@ FAST_KERNELS: Dict[str, FastKernel] = {
             q, k, v, t.bias_h, t.bias_w, overwrite_v=overwrite_v)),
     'flex': FastKernel(  # sdpa where FlexAttention cannot run compiled (masa_flex.py)
         full=lambda q, k, v, t, overwrite_v: masa_full_flex(
-            q, k, v, t.decay, fallback=lambda: FAST_KERNELS['sdpa'].full(q, k, v, t, False)),
+            q, k, v, t.decay, t.bias_w.shape[-1],
+            fallback=lambda: FAST_KERNELS['sdpa'].full(q, k, v, t, False)),
         decomposed=lambda q, k, v, t, overwrite_v: masa_decomposed_flex(
             q, k, v, t.decay,
             fallback=lambda: FAST_KERNELS['sdpa'].decomposed(q, k, v, t, False))),
@@ -298,24 +299,32 @@ def masa(q: Tensor, k: Tensor, v: Tensor, relpos: RelPos2d, decomposed: bool, im
     fast kernels rotate ``q`` and ``k`` in place and may write the output over ``v``. Under
     export every kernel runs as the export form (:func:`exporting`).
     """
+    b, h, w, n, d = q.shape
     if exporting():
-        return masa_export(q, k, v, relpos.angle, relpos.decay, decomposed, scale,
-                           relpos.stride)
-    impl = resolve_impl(impl, q.device)
-    h, w = q.shape[1:3]
-    if impl == 'reference':
+        q, k = export_rotation(q, k, relpos.angle, scale)
+        decomposed_fn = partial(masa_decomposed_export, decay=relpos.decay, stride=relpos.stride)
+        full_fn = partial(masa_full_export, decay=relpos.decay, h=h, w=w, stride=relpos.stride)
+    elif resolve_impl(impl, q.device) == 'reference':
         sin, cos = relpos.rotary(h, w)
         q = rotary_reference(q, sin, cos)
         k = rotary_reference(k * scale, sin, cos)  # upstream scales k, before the rotation
-        if decomposed:
-            return masa_decomposed(q, k, v, relpos.axis_bias(h), relpos.axis_bias(w))
-        return masa_full(q, k, v, relpos.grid_bias(h, w))
-    tables = relpos.fast_tables(h, w)
-    inference = not torch.is_grad_enabled()
-    # The scale rides on q's rotation (upstream scales k: equal up to rounding). Rebinding
-    # q and k frees the unrotated projections as soon as they are rotated.
-    q = rotary_complex(q, tables.phase * scale, inference)
-    k = rotary_complex(k, tables.phase, inference)
-    tables = tables._replace(bias_h=tables.bias_h.to(q.dtype), bias_w=tables.bias_w.to(q.dtype))
-    kernel = FAST_KERNELS[impl]
-    return (kernel.decomposed if decomposed else kernel.full)(q, k, v, tables, inference)
+        decomposed_fn = partial(masa_decomposed, bias_h=relpos.axis_bias(h),
+                                bias_w=relpos.axis_bias(w))
+        full_fn = partial(masa_full, bias=relpos.grid_bias(h, w))
+    else:
+        tables = relpos.fast_tables(h, w)
+        inference = not torch.is_grad_enabled()
+        # The scale rides on q's rotation (upstream scales k: equal up to rounding). Rebinding
+        # q and k frees the unrotated projections as soon as they are rotated.
+        q = rotary_complex(q, tables.phase * scale, inference)
+        k = rotary_complex(k, tables.phase, inference)
+        tables = tables._replace(bias_h=tables.bias_h.to(q.dtype),
+                                 bias_w=tables.bias_w.to(q.dtype))
+        kernel = FAST_KERNELS[resolve_impl(impl, q.device)]
+        decomposed_fn = partial(kernel.decomposed, t=tables, overwrite_v=inference)
+        full_fn = partial(kernel.full, t=tables, overwrite_v=inference)
+    if decomposed:
+        return decomposed_fn(q, k, v)
+    # Full attention runs on (B, heads, L, d) token sequences: views of the maps' memory.
+    out = full_fn(*(t.flatten(1, 2).transpose(1, 2) for t in (q, k, v)))
+    return out.transpose(1, 2).reshape(b, h, w, n, d)

@@ -220,9 +220,7 @@ class _FullAttention(torch.autograd.Function):
 
 
 def masa_full_blocked(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor) -> Tensor:
-    """Full attention in blocks of whole image rows; ``q`` is pre-scaled. No ``L x L`` tensor
-    is kept for backward."""
-    b, h, w, n, d = q.shape
-    q, k, v = (t.reshape(b, h * w, n, d).transpose(1, 2).contiguous() for t in (q, k, v))
-    out = _FullAttention.apply(q, k, v, bias_h, bias_w, requires_grad(q, k, v))
-    return out.transpose(1, 2).reshape(b, h, w, n, d)
+    """Full attention on ``(B, heads, L, d)`` sequences in blocks of whole image rows; ``q`` is
+    pre-scaled. No ``L x L`` tensor is kept for backward."""
+    q, k, v = (t.contiguous() for t in (q, k, v))  # the blocks are slices of each head
+    return _FullAttention.apply(q, k, v, bias_h, bias_w, requires_grad(q, k, v))

@@ -17,7 +17,8 @@ included, writes as standard ONNX operators, and that stay correct at any input 
   as two halves (``[x_even', x_odd']``): the same channel permutation for ``q`` and ``k``, so
   ``q k^T`` is unchanged (up to summation order) while the graph needs no interleaving reshape.
 
-Tensors use the map-shaped, head-split layout ``(B, H, W, heads, head_dims)``.
+Maps use the head-split layout ``(B, H, W, heads, head_dims)``; full attention gets the
+``(B, heads, L, head_dims)`` token sequences :func:`.masa.masa` makes of them.
 """
 import math
 from contextlib import contextmanager
@@ -114,29 +115,23 @@ def masa_decomposed_export(q: Tensor, k: Tensor, v: Tensor, decay: Tensor,
     return _axis_attention(*columns, bias_h, (planned_w, planned_h)).permute(0, 3, 1, 2, 4)
 
 
-def masa_full_export(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, stride: int) -> Tensor:
-    """Attention over all ``L = H * W`` tokens in blocks of whole map rows of queries; each
-    block's bias ``decay_h * (|dy| + |dx|)`` is made from coordinate differences."""
-    bsz, h, w, heads, d = q.shape
-    q, k, v = (t.flatten(1, 2).transpose(1, 2) for t in (q, k, v))  # (B, heads, L, d)
+def masa_full_export(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, h: Size, w: Size,
+                     stride: int) -> Tensor:
+    """Attention over the ``(B, heads, L, d)`` sequences of ``h x w`` maps, in blocks of whole
+    map rows of queries; each block's bias ``decay_h * (|dy| + |dx|)`` is made from coordinate
+    differences."""
+    heads = q.shape[1]
     dist_h, dist_w = distance(h, q.device), distance(w, q.device)
     planned_h, planned_w = planned_map(stride)
     out = []
     for a, b in block_bounds(h, planned_h, heads * (planned_h * planned_w)**2):
         dist = (dist_h[a:b, None, :, None] + dist_w[None, :, None, :]).reshape(-1, h * w)
         out.append(_attend(q[:, :, a * w:b * w], k, v, dist * decay[:, None, None]))
-    out = out[0] if len(out) == 1 else torch.cat(out, dim=2)
-    return out.transpose(1, 2).reshape(bsz, h, w, heads, d)
+    return out[0] if len(out) == 1 else torch.cat(out, dim=2)
 
 
-def masa_export(q: Tensor, k: Tensor, v: Tensor, angle: Tensor, decay: Tensor,
-                decomposed: bool, scale: float, stride: int) -> Tensor:
-    """MaSA of unrotated, unscaled ``q``, ``k``, ``v`` with a stage's ``angle`` and ``decay``
-    buffers (:class:`.masa.RelPos2d`) on a map of ``stride``; returns
-    ``(B, H, W, heads, d)``."""
+def export_rotation(q: Tensor, k: Tensor, angle: Tensor, scale: float) -> Tuple[Tensor, Tensor]:
+    """``q`` and ``k`` (``(B, H, W, heads, d)`` maps) rotated with a stage's ``angle`` buffer
+    (:class:`.masa.RelPos2d`), ``k`` scaled first as upstream does."""
     sin, cos = rotary_tables(angle, q.shape[1], q.shape[2])
-    q = rotate_halves(q, sin, cos)
-    k = rotate_halves(k * scale, sin, cos)  # upstream scales k, before the rotation
-    if decomposed:
-        return masa_decomposed_export(q, k, v, decay, stride)
-    return masa_full_export(q, k, v, decay, stride)
+    return rotate_halves(q, sin, cos), rotate_halves(k * scale, sin, cos)

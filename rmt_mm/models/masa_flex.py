@@ -206,14 +206,13 @@ def _fall_back(fallback: Optional[Fallback]) -> Tensor:
     return fallback()
 
 
-def masa_full_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor,
+def masa_full_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, width: int,
                    fallback: Optional[Fallback] = None) -> Tensor:
-    """Full attention over the ``H * W`` tokens of each map; ``fallback()`` computes the same
-    if FlexAttention cannot run compiled."""
+    """Full attention on the ``(B, heads, L, d)`` sequences of maps ``width`` tokens wide;
+    ``fallback()`` computes the same if FlexAttention cannot run compiled."""
     _check_trainable(q, k, v)
-    b, h, w, n, d = q.shape
-    out = _attend(_grid, *(t.reshape(b, h * w, n, d) for t in (q, k, v)), decay, w)
-    return _fall_back(fallback) if out is None else out.reshape(b, h, w, n, d)
+    out = _attend(_grid, *(t.transpose(1, 2) for t in (q, k, v)), decay, width)
+    return _fall_back(fallback) if out is None else out.transpose(1, 2)
 
 
 def masa_decomposed_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor,
