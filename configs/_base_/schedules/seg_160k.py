@@ -1,21 +1,8 @@
-# The 160k-iteration segmentation schedule of mmseg's configs (its `schedule_160k` base): SGD
-# (lr 0.01, momentum 0.9, weight decay 5e-4) with poly decay (power 0.9) to 1e-4, validation
-# and checkpoints every 16k iterations. The configs replace the optimizer and the policy
-# with their recipes'.
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005),
-    clip_grad=None)
+# The 160k-iteration segmentation schedule of mmseg's configs (its `schedule_160k` base): the
+# 80k one at twice the length, validation and checkpoints every 16k iterations.
+_base_ = './seg_80k.py'
 param_scheduler = [
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=160000, by_epoch=False)
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=160000, val_interval=16000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+train_cfg = dict(max_iters=160000, val_interval=16000)
+default_hooks = dict(checkpoint=dict(interval=16000))
