@@ -216,3 +216,17 @@ def test_cpu_speedups_are_one_switch_of_their_own():
             _weighted_sum(model.train()(x)).backward()
             for (name, p), q in zip(model.named_parameters(), base.parameters()):
                 assert rel_err(p.grad, q.grad) <= 1e-5, (impl, on, name)
+
+
+@pytest.mark.parametrize('decomposed', [True, False], ids=['axial', 'full'])
+def test_reference_builds_only_its_own_form_s_tables(monkeypatch, decomposed):
+    """An axial stage never builds full attention's (heads, L, L) grid bias (gigabytes on
+    stage 1 at detection sizes), nor a full one the axial biases."""
+    def refuse(*args):
+        raise AssertionError('table of the other form built')
+
+    monkeypatch.setattr(masa.RelPos2d, 'axis_bias' if not decomposed else 'grid_bias', refuse)
+    relpos = masa.RelPos2d(32, 2, init_value=2, heads_range=4)
+    q, k, v = (torch.randn(1, 5, 6, 2, 16) for _ in range(3))
+    out = masa.masa(q, k, v, relpos, decomposed, 'reference', 0.25)
+    assert out.shape == (1, 5, 6, 2, 16)

@@ -302,14 +302,15 @@ def masa(q: Tensor, k: Tensor, v: Tensor, relpos: RelPos2d, decomposed: bool, im
     b, h, w, n, d = q.shape
     if exporting():
         q, k = export_rotation(q, k, relpos.angle, scale)
-        decomposed_fn = partial(masa_decomposed_export, decay=relpos.decay, stride=relpos.stride)
+        if decomposed:
+            return masa_decomposed_export(q, k, v, relpos.decay, relpos.stride)
         full_fn = partial(masa_full_export, decay=relpos.decay, h=h, w=w, stride=relpos.stride)
     elif resolve_impl(impl, q.device) == 'reference':
         sin, cos = relpos.rotary(h, w)
         q = rotary_reference(q, sin, cos)
         k = rotary_reference(k * scale, sin, cos)  # upstream scales k, before the rotation
-        decomposed_fn = partial(masa_decomposed, bias_h=relpos.axis_bias(h),
-                                bias_w=relpos.axis_bias(w))
+        if decomposed:
+            return masa_decomposed(q, k, v, relpos.axis_bias(h), relpos.axis_bias(w))
         full_fn = partial(masa_full, bias=relpos.grid_bias(h, w))
     else:
         tables = relpos.fast_tables(h, w)
@@ -321,10 +322,9 @@ def masa(q: Tensor, k: Tensor, v: Tensor, relpos: RelPos2d, decomposed: bool, im
         tables = tables._replace(bias_h=tables.bias_h.to(q.dtype),
                                  bias_w=tables.bias_w.to(q.dtype))
         kernel = FAST_KERNELS[resolve_impl(impl, q.device)]
-        decomposed_fn = partial(kernel.decomposed, t=tables, overwrite_v=inference)
+        if decomposed:
+            return kernel.decomposed(q, k, v, tables, inference)
         full_fn = partial(kernel.full, t=tables, overwrite_v=inference)
-    if decomposed:
-        return decomposed_fn(q, k, v)
     # Full attention runs on (B, heads, L, d) token sequences: views of the maps' memory.
     out = full_fn(*(t.flatten(1, 2).transpose(1, 2) for t in (q, k, v)))
     return out.transpose(1, 2).reshape(b, h, w, n, d)
