@@ -78,9 +78,6 @@ def deploy(args: argparse.Namespace) -> int:
     print(f'{onnx_file}: traced at {h}x{w}, takes {sizes} (opset '
           f'{deploy_cfg.onnx_config.opset_version}, {osp.getsize(onnx_file)} bytes, '
           f'{took:.1f} s)')
-    if not dep.pooling_exact(model_cfg, h, w):
-        print(f'note: at {h}x{w} the pyramid pooling differs from PyTorch (mmdeploy pools with '
-              'a fixed stride; exact at multiples of 192)')
     if args.verify is None:
         return 0
     results = dep.compare(deploy_cfg, model_cfg, model, onnx_file,
