@@ -1,0 +1,229 @@
+"""Whole models through mmdeploy (tools/deploy.py, rmt_mm.deploy): tiny-arch RMT RetinaNet,
+Mask R-CNN, UperNet and Semantic FPN exported with configs/deploy/ at opset 11, run with
+onnxruntime (default graph optimizations) through mmdeploy's wrapper and compared with
+PyTorch; and the one-line errors of bad input.
+
+The weights are random (no trained weights of these tiny archs exist): the graph is the point.
+Random detection heads score many boxes alike, and mmdeploy's post-processing differs from
+mmdet's where scores tie (e.g. the RPN's NMS runs over all levels, not per level), so some
+PyTorch detections have no ONNX twin; every twin found must agree to float precision, and most
+detections must have one. The comparison on trained demo weights is in docs/deploy.md.
+"""
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from rmt_mm import deploy as dep
+from rmt_mm.models import RMT
+
+from helpers import CONFIG_DIR
+from helpers.archs import tiny_arch
+from helpers.tools import assert_one_line_error, call_tool
+
+DEPLOY_DIR = CONFIG_DIR / 'deploy'
+needs_mmdeploy = pytest.mark.skipif(dep.mmdeploy_missing() is not None,
+                                    reason='mmdeploy is not installed (the OneDL stack has none; '
+                                    "pip install 'rmt_mm[deploy]')")
+
+
+def write_image(path, h: int, w: int, seed: int = 0) -> str:
+    import mmcv
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    img[h // 4:h // 2, w // 4:w // 2] = (255, 40, 40)  # one flat object
+    mmcv.imwrite(img, str(path))
+    return str(path)
+
+
+def tiny_config(name: str, tmp_path, scale, arch_cls=RMT):
+    """configs/<name>.py with the tiny arch, test images resized to fit ``scale`` (W, H) or
+    kept at their size (``scale=None``), written to ``tmp_path``; and the path of a
+    random-init checkpoint of it."""
+    from rmt_mm.cli import load_config
+    cfg, scope = load_config(str(CONFIG_DIR / f'{name}.py'))
+    arch = tiny_arch(arch_cls)
+    model = cfg.model
+    model.backbone.update(arch=arch, init_cfg=None, norm_cfg=dict(type='BN', requires_grad=True))
+    widths = [arch['embed_dims'][i] for i in model.backbone.get('out_indices', (0, 1, 2, 3))]
+    if 'neck' in model:
+        model.neck.in_channels = widths
+    else:
+        model.decode_head.in_channels = widths
+        if model.get('auxiliary_head'):
+            model.auxiliary_head.in_channels = widths[2]
+    for norm_owner in ('decode_head', 'auxiliary_head'):
+        if model.get(norm_owner) and 'norm_cfg' in model[norm_owner]:
+            model[norm_owner].norm_cfg = dict(type='BN', requires_grad=True)
+    for step in cfg.test_pipeline:
+        if step['type'] == 'Resize':
+            step.update(scale=scale, scale_factor=None if scale else 1.0, keep_ratio=True)
+    stem = name.rpartition('/')[2]
+    path = tmp_path / f'{stem}.py'
+    cfg.dump(str(path))
+
+    import importlib
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    built = registry.build(cfg.model)
+    built.init_weights()
+    if hasattr(built, 'bbox_head') and hasattr(built.bbox_head, 'retina_cls'):
+        # Scores around 0.5 instead of the prior 0.01: detections above the 0.05 threshold.
+        torch.nn.init.zeros_(built.bbox_head.retina_cls.bias)
+    ckpt = tmp_path / f'{stem}.pth'
+    torch.save(dict(state_dict=built.state_dict(), meta={}), ckpt)
+    return str(path), str(ckpt)
+
+
+def run_deploy(deploy_name: str, config: str, ckpt: str, image: str, work_dir, *extra):
+    run = call_tool('deploy', DEPLOY_DIR / f'{deploy_name}.py', config, ckpt, image,
+                    '--work-dir', work_dir, *extra)
+    return run
+
+
+def comparisons(run):
+    return [line for line in run.stdout.splitlines() if line.endswith('OK') or 'MISMATCH' in line]
+
+
+def check_detections(deploy_name, config, ckpt, images, work_dir, *extra):
+    """Export and compare on ``images`` (the first traced on); each compared image has twins
+    agreeing to float precision for at least half of its PyTorch detections."""
+    run = run_deploy(deploy_name, config, ckpt, images[0], work_dir, *extra)
+    assert run.returncode == 0 and 'takes' in run.stdout, run.stdout + run.stderr
+    cfg = dep.load_deploy_config(str(DEPLOY_DIR / f'{deploy_name}.py'))
+    from rmt_mm.cli import load_config
+    model_cfg, _ = load_config(config)
+    shape = [int(v) for v in extra[1:3]] if extra and extra[0] == '--shape' else None
+    cfg, model_cfg = dep.prepare_configs(cfg, model_cfg, shape, deploy_name)
+    model = dep.build_torch_model(cfg, model_cfg, ckpt)
+    results = dep.compare(cfg, model_cfg, model, str(work_dir / 'end2end.onnx'), images,
+                          score_thr=0.0)
+    for result in results:
+        print(result.line())
+        n = result.numbers
+        assert n['confident'] > 0, result.line()
+        assert n['matched'] >= max(1, n['confident'] // 2), result.line()
+        assert n['max_score_diff'] <= 1e-4 and n['max_box_diff'] <= 1e-2, result.line()
+        assert n['min_iou'] >= 0.99, result.line()
+        assert n.get('max_mask_diff', 0.0) <= 0.01, result.line()
+    return results
+
+
+@pytest.fixture(scope='module')
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp('images')
+    return dict(square=write_image(root / 'square.png', 192, 192),
+                wide=write_image(root / 'wide.png', 160, 224, seed=1),
+                tall=write_image(root / 'tall.png', 384, 192, seed=2))
+
+
+@needs_mmdeploy
+def test_retinanet_dynamic(images, tmp_path):
+    config, ckpt = tiny_config('retinanet_rmt_t_coco', tmp_path, (160, 160))
+    results = check_detections('detection_onnxruntime_dynamic', config, ckpt,
+                               [images['square'], images['wide']], tmp_path / 'out')
+    assert {r.size for r in results} == {(160, 160), (128, 160)}  # one file, two sizes
+
+
+@needs_mmdeploy
+def test_maskrcnn_static(images, tmp_path):
+    config, ckpt = tiny_config('demo/maskrcnn_rmt_t_shapes', tmp_path, (128, 128))
+    results = check_detections('instance-seg_onnxruntime_static', config, ckpt,
+                               [images['wide']], tmp_path / 'out', '--shape', '96', '128')
+    assert results[0].size == (96, 128)
+
+
+@needs_mmdeploy
+def test_maskrcnn_dynamic(images, tmp_path):
+    config, ckpt = tiny_config('demo/maskrcnn_rmt_t_shapes', tmp_path, (128, 128))
+    results = check_detections('instance-seg_onnxruntime_dynamic', config, ckpt,
+                               [images['square'], images['wide']], tmp_path / 'out')
+    assert 'max_mask_diff' in results[0].numbers
+
+
+def check_segmentation(deploy_name, config, ckpt, images, work_dir, *extra):
+    run = run_deploy(deploy_name, config, ckpt, images[0], work_dir, '--verify', *images,
+                     *extra)
+    lines = comparisons(run)
+    print('\n'.join(lines))
+    assert run.returncode == 0 and len(lines) == len(images), run.stdout + run.stderr
+    return lines
+
+
+@needs_mmdeploy
+def test_upernet_static_and_dynamic(images, tmp_path):
+    """Logits within 1e-4 and the same predictions, also where the stride-32 map does not
+    divide by the pyramid-pooling scales (mmdeploy's own rewrite is exact only where it does,
+    and only at the traced size); the dynamic file at two sizes."""
+    config, ckpt = tiny_config('upernet_rmt_s_ade20k-512x512-160k', tmp_path, None)
+    lines = check_segmentation('segmentation_onnxruntime_static', config, ckpt,
+                               [images['wide']], tmp_path / 'static', '--shape', '192', '192')
+    assert '(192x192)' in lines[0]
+    lines = check_segmentation('segmentation_onnxruntime_dynamic', config, ckpt,
+                               [images['square'], images['tall'], images['wide']],
+                               tmp_path / 'dynamic')
+    assert '(384x192)' in lines[1] and '(160x224)' in lines[2]
+
+
+@needs_mmdeploy
+def test_semantic_fpn_dynamic(images, tmp_path):
+    """Traced at 192x192, exact at 160x224 (mmseg's Upsample freezes its size in the graph
+    without :func:`rmt_mm.deploy.register_rewriters`)."""
+    config, ckpt = tiny_config('demo/fpn_rmt_t_shapes-seg', tmp_path, None)
+    lines = check_segmentation('segmentation_onnxruntime_dynamic', config, ckpt,
+                               [images['square'], images['wide']], tmp_path / 'out')
+    assert '(160x224)' in lines[1]
+
+
+# Bad input: one line each, nothing exported.
+
+def test_missing_mmdeploy(monkeypatch, images, tmp_path):
+    monkeypatch.setitem(sys.modules, 'mmdeploy', None)
+    run = run_deploy('detection_onnxruntime_dynamic', CONFIG_DIR / 'retinanet_rmt_t_coco.py',
+                     tmp_path / 'none.pth', images['square'], tmp_path)
+    assert_one_line_error(run.returncode, run.stderr, 'needs mmdeploy',
+                          "pip install 'rmt_mm[deploy]'")
+
+
+@pytest.fixture(scope='module')
+def retina(tmp_path_factory):
+    return tiny_config('retinanet_rmt_t_coco', tmp_path_factory.mktemp('retina'), (160, 160))
+
+
+@needs_mmdeploy
+@pytest.mark.parametrize('deploy_name, parts', [
+    ('instance-seg_onnxruntime_dynamic', ('outputs', 'without a mask head',
+                                          'detection_onnxruntime_')),
+    ('segmentation_onnxruntime_dynamic', ('a mmseg deploy config', 'mmdet config')),
+    ('detection_onnxruntime_static', ('static deploy config needs', '--shape')),
+])
+def test_config_mismatch(deploy_name, parts, retina, images, tmp_path):
+    run = run_deploy(deploy_name, *retina, images['square'], tmp_path)
+    assert_one_line_error(run.returncode, run.stderr, *parts)
+
+
+@needs_mmdeploy
+def test_unsupported_backend(retina, images, tmp_path):
+    bad = tmp_path / 'trt.py'
+    bad.write_text(f"_base_ = ['{DEPLOY_DIR}/detection_onnxruntime_dynamic.py']\n"
+                   "backend_config = dict(type='tensorrt')\n")
+    run = call_tool('deploy', bad, *retina, images['square'], '--work-dir', tmp_path)
+    assert_one_line_error(run.returncode, run.stderr, 'tensorrt', 'only onnxruntime')
+
+
+@needs_mmdeploy
+def test_checkpoint_that_does_not_fit(retina, images, tmp_path):
+    config, _ = tiny_config('demo/maskrcnn_rmt_t_shapes', tmp_path, (128, 128))
+    run = run_deploy('detection_onnxruntime_dynamic', retina[0], tmp_path /
+                     'maskrcnn_rmt_t_shapes.pth', images['square'], tmp_path / 'out')
+    assert_one_line_error(run.returncode, run.stderr, 'maskrcnn_rmt_t_shapes.pth')
+    assert not (tmp_path / 'out' / 'end2end.onnx').exists()
+
+
+@needs_mmdeploy
+def test_size_the_model_cannot_take(retina, images, tmp_path):
+    """RMT, ResT and ResTv2 take every size from 1x1 (detectors pad to a multiple of 32): the
+    sizes refused are those that are no size."""
+    run = run_deploy('detection_onnxruntime_static', *retina, images['square'], tmp_path / 'out',
+                     '--shape', '0', '64')
+    assert_one_line_error(run.returncode, run.stderr, '--shape', 'two positive integers')
