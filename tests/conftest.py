@@ -1,9 +1,16 @@
 import importlib.util
 import json
+import logging
 from pathlib import Path
 
 import pytest
 import torch
+
+# pytest (9.x) adds its log capture handlers to every logger that does not propagate, which
+# includes torch's structured-trace logger (torch.__trace); torch serialises every compiled and
+# exported graph for tlparse whenever that logger has a handler, which made each compilation take
+# minutes. Propagating, it gets none: pytest leaves it alone and torch skips the serialisation.
+logging.getLogger('torch.__trace').propagate = True
 
 if importlib.util.find_spec('mmengine'):  # not in the plain-PyTorch check (tests/test_plain.py)
     import rmt_mm.plugin  # noqa: F401  (registration and safe loading, as configs and tools do)

@@ -90,12 +90,33 @@ def _assert_one_line_naming(err: pytest.ExceptionInfo, name: str, value: object)
     assert repr(value) in message, message
 
 
-@pytest.mark.parametrize('cls', FAMILY_CLASSES, ids=lambda c: c.__name__)
-@pytest.mark.parametrize('name,value,error', SHARED, ids=lambda v: repr(v)[:20])
-def test_bad_shared_argument(cls, name, value, error):
+def _check_bad_shared(cls, name, value, error):
     with pytest.raises(error) as err:
         cls(value) if name == 'arch' else build_tiny(cls, **{name: value})
     _assert_one_line_naming(err, name, value)
+
+
+#: The shared arguments are checked by DenseBackbone.__init__, which each family calls with its
+#: arguments before building anything: each bad value on one family (taken in turn), and each
+#: family's hand-over of every argument below.
+SHARED_CASES = [(FAMILY_CLASSES[i % len(FAMILY_CLASSES)], *case) for i, case in enumerate(SHARED)]
+
+
+@pytest.mark.parametrize('cls,name,value,error', SHARED_CASES,
+                         ids=lambda v: getattr(v, '__name__', None) or repr(v)[:20])
+def test_bad_shared_argument(cls, name, value, error):
+    _check_bad_shared(cls, name, value, error)
+
+
+@pytest.mark.parametrize('cls', FAMILY_CLASSES, ids=lambda c: c.__name__)
+def test_every_family_checks_every_shared_argument(cls):
+    """One bad value per shared argument, through each family's constructor."""
+    first = {}
+    for name, value, error in SHARED:
+        first.setdefault(name, (value, error))
+    assert len(first) == 9
+    for name, (value, error) in first.items():
+        _check_bad_shared(cls, name, value, error)
 
 
 @pytest.mark.parametrize('name,value,error', RMT_ONLY, ids=lambda v: repr(v)[:20])

@@ -1,6 +1,6 @@
 """What every backbone family shares through DenseBackbone: gradient checkpointing, the
-drop-path schedule, out_indices, and that a new family is picked up from the FAMILIES table
-alone (registration, converter, model zoo)."""
+drop-path schedule, out_indices, norm_eval, and that a new family is picked up from the FAMILIES
+table alone (registration, converter, model zoo)."""
 import importlib.util
 from pathlib import Path
 from typing import Dict, List
@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.utils.checkpoint
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from rmt_mm.models import FAMILIES, DenseBackbone
 from rmt_mm.models.validation import POSITIVE_INT
@@ -101,6 +102,32 @@ def test_out_indices_accept_an_int_negatives_and_repeats(cls):
         with torch.no_grad():
             outs = model(torch.randn(1, 3, 32, 32))
         assert [o.shape[1] for o in outs] == [dims[i] for i in expected]
+
+
+@pytest.mark.parametrize('cls', FAMILY_CLASSES, ids=lambda c: c.__name__)
+def test_norm_eval_holds_every_batchnorm(cls):
+    """``norm_eval`` keeps every BatchNorm, SyncBN included (upstream RMT's escaped its
+    BatchNorm2d check), in eval mode with frozen statistics, and nothing else; without it the
+    statistics update as in upstream fine-tuning."""
+    x = torch.randn(2, 3, 64, 64)
+    for norm_type in ('BN', 'SyncBN'):
+        model = build_tiny(cls, norm_eval=True, norm_cfg=dict(type=norm_type, requires_grad=True))
+        assert model.train() is model
+        bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+        assert bns and all(not b.training for b in bns)
+        assert all(m.training for m in model.modules() if not isinstance(m, _BatchNorm))
+        if norm_type == 'SyncBN':  # cannot run without a process group; modes only
+            assert all(isinstance(b, nn.SyncBatchNorm) for b in bns)
+            continue
+        before = [b.running_mean.clone() for b in bns]
+        model(x)
+        assert all(torch.equal(b.running_mean, m) for b, m in zip(bns, before))
+    plain = build_tiny(cls).train()
+    bns = [m for m in plain.modules() if isinstance(m, _BatchNorm)]
+    assert all(b.training for b in bns)
+    before = [b.running_mean.clone() for b in bns]
+    plain(x)
+    assert all(not torch.equal(b.running_mean, m) for b, m in zip(bns, before))
 
 
 # --------------------------------------------------------------------------- a new family

@@ -1,5 +1,8 @@
 """Unreadable and unsafe checkpoint files through every entry point that accepts one: one line
-naming the file and the problem, nothing built or written, no payload run; good files load."""
+naming the file and the problem, nothing built or written, no payload run; good files load.
+
+Every entry point reads through ``safe_load``: each kind of bad file is checked there, and each
+entry point (Python API and tool) once, with a kind of its own."""
 import re
 import subprocess
 import sys
@@ -39,15 +42,16 @@ def shapes(tmp_path_factory):
     return str(root)
 
 
-@pytest.fixture(params=KINDS)
-def bad(request, good, tmp_path):
-    path, marker, expected = write_unreadable(request.param, good, tmp_path)
-    yield path, expected
-    assert not marker.exists(), 'a code payload ran'
-
-
 def _unchanged(model, before):
     return all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def _check_refusal(entry, path, expected):
+    with pytest.raises(CheckpointError) as info:
+        entry(path)
+    message = str(info.value)
+    assert message.startswith(f'{path}: {expected}') and '\n' not in message, message
+    assert 'weights_only' not in message and 'trust' not in message
 
 
 # ---------------------------------------------------------------------------- Python API
@@ -71,16 +75,25 @@ def _api_mmengine_loader(path):  # any mmengine path: load_from, resume, other m
     load_checkpoint(RMT(arch=MINI), str(path))
 
 
-@pytest.mark.parametrize('entry', [_api_safe_load, _api_backbone_loader, _api_init_cfg,
-                                   _api_model_loader, _api_mmengine_loader],
-                         ids=lambda f: f.__name__[5:])
-def test_python_api(bad, entry):
-    path, expected = bad
-    with pytest.raises(CheckpointError) as info:
-        entry(path)
-    message = str(info.value)
-    assert message.startswith(f'{path}: {expected}') and '\n' not in message, message
-    assert 'weights_only' not in message and 'trust' not in message
+@pytest.mark.parametrize('kind', KINDS)
+def test_reader_refuses(kind, good, tmp_path):
+    """Each kind of bad file through the reader every entry point uses."""
+    path, marker, expected = write_unreadable(kind, good, tmp_path)
+    _check_refusal(_api_safe_load, path, expected)
+    assert not marker.exists(), 'a code payload ran'
+
+
+#: Each loader of the Python API with a kind of bad file of its own.
+API_ENTRIES = [(_api_backbone_loader, 'tensor data short'), (_api_init_cfg, 'code in pickle'),
+               (_api_model_loader, 'numpy object array'),
+               (_api_mmengine_loader, 'getattr in pickle')]
+
+
+@pytest.mark.parametrize('entry,kind', API_ENTRIES, ids=[e.__name__[5:] for e, _ in API_ENTRIES])
+def test_python_api(entry, kind, good, tmp_path):
+    path, marker, expected = write_unreadable(kind, good, tmp_path)
+    _check_refusal(entry, path, expected)
+    assert not marker.exists(), 'a code payload ran'
 
 
 def test_loader_touches_nothing_when_refusing(good, tmp_path):
@@ -98,11 +111,17 @@ def _run(tool, argv, capsys):
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize('kind', KINDS)
-def test_tools(kind, good, shapes, tmp_path, capsys):
+#: Each tool entry point with a kind of bad file of its own.
+TOOL_KINDS = {'test.py': 'truncated', 'train.py --resume': 'code in pickle',
+              'train.py load_from': 'numpy object array', 'train.py init_cfg': 'plain pickle',
+              'demo.py': 'legacy, truncated', 'converter': 'getattr in pickle'}
+
+
+@pytest.mark.parametrize('run', sorted(TOOL_KINDS))
+def test_tools(run, good, shapes, tmp_path, capsys):
     """test.py CKPT, train.py --resume PATH / load_from / init_cfg, demo.py and the converter,
-    for one kind of bad file: each stops before building anything, writes nothing."""
-    path, marker, expected = write_unreadable(kind, good, tmp_path)
+    each with a bad file: each stops before building anything, writes nothing."""
+    path, marker, expected = write_unreadable(TOOL_KINDS[run], good, tmp_path)
     work = tmp_path / 'work'
     base = [str(DEMO_CONFIG), '--work-dir', str(work)]
     opts = ['--cfg-options', *data_options(shapes)]
@@ -121,10 +140,10 @@ def test_tools(kind, good, shapes, tmp_path, capsys):
                              str(tmp_path / 'out.png')], ''),
         'converter': ('convert_imagenet_ckpt', [str(path), str(tmp_path / 'dst.pth')], ''),
     }
-    for name, (tool, argv, prefix) in runs.items():
-        code, err = _run(tool, argv, capsys)
-        assert_one_line_error(code, err, f'{prefix}{path}: {expected}')
-        assert not work.exists(), name  # nothing was built
+    tool, argv, prefix = runs[run]
+    code, err = _run(tool, argv, capsys)
+    assert_one_line_error(code, err, f'{prefix}{path}: {expected}')
+    assert not work.exists()  # nothing was built
     assert not any(tmp_path.glob('p.pkl')) and not any(tmp_path.glob('out.png'))
     assert not (tmp_path / 'dst.pth').exists() and not marker.exists()
 

@@ -1,11 +1,14 @@
 """The package's module graph: no import cycles, every module importable on its own, the models
 and the checkpoint reading in plain PyTorch, and only the plugin reaching into the host."""
 import ast
+import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 from typing import Dict, Set
+
+import pytest
 
 import rmt_mm
 
@@ -100,108 +103,140 @@ def test_loader_knows_no_model_and_models_use_the_loader():
     assert 'rmt_mm.models' in graph['rmt_mm.checkpoints.convert']
 
 
-def test_every_module_imports_alone():
-    """Each module imported first in a fresh interpreter (forked after the third-party imports,
-    so the check costs one start-up rather than one per module)."""
-    script = textwrap.dedent(f"""
-        import importlib, os, sys
-        import torch, mmengine.model, mmcv.cnn  # noqa: F401  (shared, slow third-party imports)
-        failed = []
-        for name in {MODULES!r}:
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    importlib.import_module(name)
-                except BaseException as err:
-                    print(f'{{name}}: {{type(err).__name__}}: {{err}}', file=sys.stderr)
-                    os._exit(1)
-                os._exit(0)
-            if os.waitpid(pid, 0)[1]:
-                failed.append(name)
-        print(failed)
-    """)
-    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == '[]', result.stderr
-
-
-def test_plugin_loads_only_what_registration_needs():
-    """Importing the plugin registers every module, but loads neither the demo data generators,
-    nor the converter, nor the tools' shared code."""
-    script = textwrap.dedent("""
-        import sys
-        import rmt_mm.plugin  # noqa: F401
-        from mmdet.registry import DATASETS, MODELS
-        from mmengine.registry import HOOKS
-        assert MODELS.get('RMT') and DATASETS.get('CheckedCocoDataset')
-        assert HOOKS.get('StrictLoadHook')
-        print(sorted(m for m in sys.modules if m.startswith('rmt_mm')))
-    """)
-    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    loaded = set(eval(result.stdout.strip().splitlines()[-1]))
-    assert loaded.isdisjoint({'rmt_mm.datasets.shapes', 'rmt_mm.datasets.shapes_seg',
-                              'rmt_mm.checkpoints.convert', 'rmt_mm.cli'}), loaded
-
-
 #: Modules that must work with torch and numpy alone: the models, what they load checkpoints
 #: with, the converter and the ONNX export.
 PLAIN_PYTORCH = [m for m in MODULES if m.startswith('rmt_mm.models')] + [
     'rmt_mm', 'rmt_mm.compat', 'rmt_mm.errors', 'rmt_mm.log', 'rmt_mm.checkpoints',
     'rmt_mm.checkpoints.atomic', 'rmt_mm.checkpoints.backbone', 'rmt_mm.checkpoints.convert',
     'rmt_mm.checkpoints.reading', 'rmt_mm.export']
-#: Refuses to import the OpenMMLab packages, as an environment without them would.
-BLOCK_OPENMMLAB = """
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split('.')[0] in ('mmengine', 'mmcv', 'mmdet', 'mmseg'):
-            raise ImportError(f'{name} is blocked')
-sys.meta_path.insert(0, Block())
-"""
+OPENMMLAB = ('mmengine', 'mmcv', 'mmdet', 'mmseg')
 
+#: One fresh interpreter runs every import check below: it imports torch (shared by all), then
+#: forks one child per check, so each child starts with nothing of rmt_mm or OpenMMLab loaded;
+#: then it imports the slow third-party modules and forks one child per package module (each
+#: imported first in its process). Every child prints one json line ``[check, outcome]``.
+IMPORT_CHECKS = textwrap.dedent("""
+    import importlib, importlib.abc, json, os, sys, traceback
+    import torch  # noqa: F401
 
-def test_plain_pytorch_modules_import_without_openmmlab():
-    script = BLOCK_OPENMMLAB + textwrap.dedent(f"""
-        import importlib
-        for name in {PLAIN_PYTORCH!r}:
+    class Block(importlib.abc.MetaPathFinder):
+        \"\"\"Refuses to import the OpenMMLab packages, as an environment without them would.\"\"\"
+        def find_spec(self, name, path, target=None):
+            if name.split('.')[0] in OPENMMLAB:
+                raise ImportError(f'{name} is blocked')
+
+    def openmmlab_loaded():
+        return sorted({m.split('.')[0] for m in sys.modules} & set(OPENMMLAB))
+
+    def plain_pytorch():
+        sys.meta_path.insert(0, Block())
+        for name in PLAIN_PYTORCH:
             importlib.import_module(name)
-        print('ok')
-    """)
-    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+        return 'ok'
+
+    def block_catches_plugin():
+        sys.meta_path.insert(0, Block())
+        try:
+            import rmt_mm.plugin  # noqa: F401
+        except BaseException:
+            return traceback.format_exc()
+        return 'imported'
+
+    def models_change_nothing():
+        from rmt_mm.models import RMT
+        model = RMT(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=CHECKPOINT))
+        model.init_weights()
+        model.eval()(torch.zeros(1, 3, 64, 64))
+        return openmmlab_loaded()
+
+    def plugin_loads():
+        import rmt_mm.plugin  # noqa: F401
+        from mmdet.registry import DATASETS, MODELS
+        from mmengine.registry import HOOKS
+        assert MODELS.get('RMT') and DATASETS.get('CheckedCocoDataset')
+        assert HOOKS.get('StrictLoadHook')
+        return sorted(m for m in sys.modules if m.startswith('rmt_mm'))
+
+    def in_child(name, check):
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                outcome = check()
+            except BaseException:
+                outcome = 'failed: ' + traceback.format_exc()
+            print(json.dumps([name, outcome]), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+    assert not [m for m in sys.modules if m.startswith('rmt_mm')]
+    for check in (plain_pytorch, block_catches_plugin, models_change_nothing, plugin_loads):
+        in_child(check.__name__, check)
+
+    import mmengine.model, mmcv.cnn  # noqa: F401,E401  (shared, slow third-party imports)
+    failed = []
+    for name in MODULES:
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                importlib.import_module(name)
+            except BaseException as err:
+                print(f'{name}: {type(err).__name__}: {err}', file=sys.stderr, flush=True)
+                os._exit(1)
+            os._exit(0)
+        if os.waitpid(pid, 0)[1]:
+            failed.append(name)
+    print(json.dumps(['every_module_alone', failed]), flush=True)
+""")
 
 
-def test_the_block_above_would_catch_an_openmmlab_import():
-    script = BLOCK_OPENMMLAB + 'import rmt_mm.plugin'
-    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode != 0 and 'mmengine is blocked' in result.stderr
-
-
-def test_models_change_nothing_outside_the_package(tmp_path):
-    """Building, loading (``init_cfg``) and running a backbone imports no OpenMMLab package,
-    so nothing of mmengine, mmdet or mmseg changes, also where they are installed."""
+@pytest.fixture(scope='module')
+def import_checks(tmp_path_factory) -> Dict[str, object]:
+    """``{check: outcome}`` of the fresh interpreter above; its stderr under ``'stderr'``."""
     import torch
 
     from rmt_mm.models import RMT
 
-    checkpoint = tmp_path / 'rmt_t.pth'
+    checkpoint = tmp_path_factory.mktemp('layout') / 'rmt_t.pth'
     torch.save({'state_dict': RMT(arch='tiny').state_dict()}, checkpoint)
-    script = textwrap.dedent(f"""
-        import sys
-        import torch
-        from rmt_mm.models import RMT
-        model = RMT(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint={str(checkpoint)!r}))
-        model.init_weights()
-        model.eval()(torch.zeros(1, 3, 64, 64))
-        print(sorted({{m.split('.')[0] for m in sys.modules}} & {{'mmengine', 'mmcv', 'mmdet',
-                                                                'mmseg'}}))
-    """)
+    script = (f'MODULES = {MODULES!r}\nPLAIN_PYTORCH = {PLAIN_PYTORCH!r}\n'
+              f'OPENMMLAB = {OPENMMLAB!r}\nCHECKPOINT = {str(checkpoint)!r}\n' + IMPORT_CHECKS)
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == '[]'
+    outcomes = dict(json.loads(line) for line in result.stdout.splitlines()
+                    if line.startswith('["'))
+    outcomes['stderr'] = result.stderr[-3000:]
+    return outcomes
+
+
+def test_every_module_imports_alone(import_checks):
+    """Each module imported first in a fresh interpreter (forked after the third-party imports,
+    so the check costs one start-up rather than one per module)."""
+    assert import_checks['every_module_alone'] == [], import_checks['stderr']
+
+
+def test_plugin_loads_only_what_registration_needs(import_checks):
+    """Importing the plugin registers every module, but loads neither the demo data generators,
+    nor the converter, nor the tools' shared code."""
+    loaded = import_checks['plugin_loads']
+    assert isinstance(loaded, list), loaded
+    assert 'rmt_mm.plugin' in loaded
+    assert set(loaded).isdisjoint({'rmt_mm.datasets.shapes', 'rmt_mm.datasets.shapes_seg',
+                                   'rmt_mm.checkpoints.convert', 'rmt_mm.cli'}), loaded
+
+
+def test_plain_pytorch_modules_import_without_openmmlab(import_checks):
+    assert import_checks['plain_pytorch'] == 'ok', import_checks['plain_pytorch']
+
+
+def test_the_block_above_would_catch_an_openmmlab_import(import_checks):
+    outcome = import_checks['block_catches_plugin']
+    assert outcome != 'imported' and 'mmengine is blocked' in outcome, outcome
+
+
+def test_models_change_nothing_outside_the_package(import_checks):
+    """Building, loading (``init_cfg``) and running a backbone imports no OpenMMLab package,
+    so nothing of mmengine, mmdet or mmseg changes, also where they are installed."""
+    assert import_checks['models_change_nothing'] == [], import_checks['models_change_nothing']

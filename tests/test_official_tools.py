@@ -1,8 +1,8 @@
 """mmdet's and mmseg's own tools, as their wheels ship them (``<site-packages>/mmdet/.mim/tools``,
 what ``mim train mmdet CONFIG`` runs), on this project's configs without any change: the configs'
-``custom_imports`` bring in rmt_mm. Training and evaluation on the demo configs over tiny
-generated sets; the real COCO and ADE20K configs built by ``get_flops.py`` and trained for one
-step by mmseg's ``train.py``."""
+``custom_imports`` bring in rmt_mm. One run of each tool: training and evaluation on the
+detection demo config and on the real ADE20K config over tiny generated sets; the real COCO and
+ADE20K configs built by ``get_flops.py``."""
 import importlib
 import json
 import re
@@ -16,11 +16,11 @@ from rmt_mm.datasets.shapes_seg import make_shapes_ade
 
 from helpers.det import DEMO_CONFIG as DET_DEMO
 from helpers.det import data_options
-from helpers.seg import DEMO_CONFIG as SEG_DEMO
 from helpers.tools import run_tool
 
 pytestmark = pytest.mark.slow
 ITERS = 2
+ADE_CONFIG = 'configs/fpn_rmt_t_ade20k-512x512-80k.py'
 
 
 def official(codebase: str, *parts: str) -> str:
@@ -68,20 +68,6 @@ def test_mmdet_train_then_test(coco_set, tmp_path):
     assert all(0 <= metrics[k] <= 1 for k in ('coco/bbox_mAP', 'coco/segm_mAP_50')), metrics
 
 
-def test_mmseg_train_then_test(ade_set, tmp_path):
-    options = [f'{loader}.dataset.data_root={ade_set}'
-               for loader in ('train_dataloader', 'test_dataloader')]
-    run_tool([official('mmseg', 'train.py'), str(SEG_DEMO), '--work-dir', str(tmp_path / 'train'),
-              '--cfg-options', *options, 'train_dataloader.batch_size=2',
-              f'train_cfg.max_iters={ITERS}', f'default_hooks.checkpoint.interval={ITERS}'])
-    checkpoint = tmp_path / 'train' / f'iter_{ITERS}.pth'
-    result = run_tool([official('mmseg', 'test.py'), str(SEG_DEMO), str(checkpoint),
-                       '--work-dir', str(tmp_path / 'test'), '--cfg-options', *options])
-    metrics = logged_metrics(tmp_path / 'test')
-    assert 0 <= metrics['mIoU'] <= 100 and {'aAcc', 'mAcc'} <= set(metrics), metrics
-    assert 'per class results' in result.stdout + result.stderr
-
-
 def reported_params(output: str) -> float:
     """The tool's parameter count, in millions."""
     match = re.search(r'^Params: ([0-9.]+)M$', output, re.M)
@@ -114,20 +100,29 @@ def mmseg_release() -> str:
 def test_mmseg_get_flops_builds_an_ade_config():
     """The real RMT-T Semantic FPN for ADE20K (README: 17.03M parameters)."""
     result = run_tool([official('mmseg', 'analysis_tools', 'get_flops.py'),
-                       'configs/fpn_rmt_t_ade20k-512x512-80k.py', '--shape', '64', '96'])
+                       ADE_CONFIG, '--shape', '64', '96'])
     assert reported_params(result.stdout) == pytest.approx(17.03, abs=0.005)
 
 
-def test_mmseg_trains_the_ade_config(ade_set, tmp_path):
-    """One step of the real RMT-T Semantic FPN ADE20K config on the generated set (same layout),
-    with 64 px crops and no ImageNet weights."""
+def test_mmseg_train_then_test(ade_set, tmp_path):
+    """The real RMT-T Semantic FPN ADE20K config (which the segmentation demo config builds on)
+    on the generated set (same layout): one step with 64 px crops and no ImageNet weights,
+    then an evaluation at a small test scale."""
     loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-    run_tool([official('mmseg', 'train.py'), 'configs/fpn_rmt_t_ade20k-512x512-80k.py',
-              '--work-dir', str(tmp_path), '--cfg-options',
-              *[f'{loader}.dataset.data_root={ade_set}' for loader in loaders],
-              'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+    options = [*[f'{loader}.dataset.data_root={ade_set}' for loader in loaders],
+               *[f'{loader}.{key}' for loader in ('train_dataloader', 'test_dataloader')
+                 for key in ('num_workers=0', 'persistent_workers=False')],
+               'test_dataloader.dataset.pipeline.1.scale=(128,64)']
+    run_tool([official('mmseg', 'train.py'), ADE_CONFIG, '--work-dir', str(tmp_path / 'train'),
+              '--cfg-options', *options,
               'train_dataloader.dataset.pipeline.3.scale=(128,64)',
               'train_dataloader.dataset.pipeline.4.crop_size=(64,64)',
               'model.data_preprocessor.size=(64,64)', 'model.backbone.init_cfg=None',
               'train_cfg.max_iters=1', 'default_hooks.checkpoint.interval=1'])
-    assert (tmp_path / 'iter_1.pth').is_file()
+    checkpoint = tmp_path / 'train' / 'iter_1.pth'
+    assert checkpoint.is_file()
+    result = run_tool([official('mmseg', 'test.py'), ADE_CONFIG, str(checkpoint),
+                       '--work-dir', str(tmp_path / 'test'), '--cfg-options', *options])
+    metrics = logged_metrics(tmp_path / 'test')
+    assert 0 <= metrics['mIoU'] <= 100 and {'aAcc', 'mAcc'} <= set(metrics), metrics
+    assert 'per class results' in result.stdout + result.stderr

@@ -1,5 +1,5 @@
 """ResT v1 / ResTv2 backbones: upstream parity, checkpoint layout, any input size and the
-training switches (frozen_stages, norm_eval, with_cp)."""
+training switch frozen_stages (norm_eval, with_cp: test_backbone_contract.py)."""
 import json
 import math
 from functools import lru_cache
@@ -354,23 +354,6 @@ def test_frozen_stages(version):
     assert not any(p.requires_grad for p in everything.parameters())
 
 
-@pytest.mark.parametrize('version', ['v1', 'v2'])
-@pytest.mark.parametrize('norm_type', ['BN', 'SyncBN'])
-def test_norm_eval(version, norm_type):
-    model = build(version, norm_eval=True, norm_cfg=dict(type=norm_type, requires_grad=True))
-    model.train()
-    bns = bn_layers(model)
-    assert bns and all(not b.training for b in bns)
-    if norm_type == 'SyncBN':  # SyncBN cannot run without a process group; check modes only
-        assert all(isinstance(b, torch.nn.SyncBatchNorm) for b in bns)
-        return
-    assert model.stage(0)[0].norm1.training
-    before = [b.running_mean.clone() for b in bns]
-    model(torch.randn(2, 3, 64, 64))
-    assert all(torch.equal(b.running_mean, m) for b, m in zip(bns, before))
-    assert all(b.training for b in bn_layers(build(version).train()))
-
-
 # --------------------------------------------------------------------------- init and archs
 
 
@@ -434,13 +417,3 @@ def test_resolve_arch_errors(version, arch, error, match):
         resolve(arch)
     with pytest.raises(error, match=match):
         CLASSES[version](arch)
-
-
-@pytest.mark.parametrize('version', ['v1', 'v2'])
-@pytest.mark.parametrize('kwargs,match', [(dict(out_indices=(4, )), 'out_indices'),
-                                          (dict(out_indices=()), 'out_indices'),
-                                          (dict(frozen_stages=5), 'frozen_stages'),
-                                          (dict(drop_path_rate=-0.1), 'drop_path_rate')])
-def test_constructor_errors(version, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        build(version, **kwargs)

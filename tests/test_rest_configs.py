@@ -1,6 +1,9 @@
 """ResT / ResTv2 configs follow the authors' recipes (reference §4), have the sizes they
-reported, and their models train and predict at the full arch; their optimizers give each
-parameter upstream's weight decay and (ResTv2-S/B UPerNet) stage-wise learning rate."""
+reported, their full-size models fit together, and their models train and predict (the larger
+archs swapped for the tiny ones there); their optimizers give each parameter upstream's weight
+decay and (ResTv2-S/B UPerNet) stage-wise learning rate."""
+import copy
+
 import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
@@ -8,6 +11,7 @@ from torch import nn
 
 from rmt_mm.models import REST_ARCHS, RESTV2_ARCHS
 
+from helpers.archs import REST_TINY, RESTV2_TINY
 from helpers.configs import family_configs, load
 from helpers.det import build_detector, check_loss_and_predict, train_short_sides
 from helpers.seg import check_loss_and_predict as check_seg_loss_and_predict
@@ -169,10 +173,19 @@ def test_model_has_upstream_parameter_count(name):
     assert round(params, 1) == UPSTREAM_PARAMS_M[name], params
 
 
+#: Configs whose train/predict test runs the real backbone: the smallest arch of each model and
+#: family. The others swap in the family's tiny arch (same heads, their input widths adjusted);
+#: every config's full-size wiring is checked on the meta device below.
+FULL_ARCH = {'maskrcnn_rest_s_coco', 'retinanet_rest_s_coco', 'maskrcnn_restv2_t_ms-3x_coco',
+             'upernet_restv2_t_ade20k-512x512-160k'}
+TINY = dict(ResT=REST_TINY, ResTV2=RESTV2_TINY)
+
+
 @pytest.mark.parametrize('name', DET_CONFIGS)
 def test_detector_trains_and_predicts(name):
-    """At the full arch; v1's frozen stem and stage 1 get no gradient, v2 trains everything."""
-    model = build_detector(config(name))
+    """v1's frozen stem and stage 1 get no gradient, v2 trains everything."""
+    arch = None if name in FULL_ARCH else copy.deepcopy(TINY[RECIPES[name][1]])
+    model = build_detector(config(name), arch)
     check_loss_and_predict(model, model.backbone.stage4, RECIPES[name][0] == 'MaskRCNN')
     frozen = [p for m in (model.backbone.stem, model.backbone.stage1) for p in m.parameters()]
     assert all((p.grad is None) == (RECIPES[name][4] == 'v1 1x') for p in frozen)
@@ -180,7 +193,36 @@ def test_detector_trains_and_predicts(name):
 
 @pytest.mark.parametrize('name', SEG_CONFIGS)
 def test_segmentor_trains_and_predicts(name):
-    check_seg_loss_and_predict(_build(name)[0])
+    cfg, scope = load(name)
+    cfg.model.backbone.init_cfg = None
+    if name not in FULL_ARCH:
+        dims = RESTV2_TINY['embed_dims']
+        cfg.model.backbone.arch = copy.deepcopy(RESTV2_TINY)
+        cfg.model.decode_head.in_channels = dims
+        cfg.model.auxiliary_head.in_channels = dims[cfg.model.auxiliary_head.in_index]
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    check_seg_loss_and_predict(registry.build(cfg.model))
+
+
+@pytest.mark.parametrize('name', DET_CONFIGS + SEG_CONFIGS)
+def test_full_size_backbone_and_neck_fit(name):
+    """At the config's own arch, shape-only (meta device): the backbone's outputs feed the neck
+    (detectors: 5 levels of 256 channels from 1/4 or 1/8 of the input on) or the decode head
+    (logits at 1/4) and the auxiliary head (logits at 1/16)."""
+    model, _ = _build(name, 'meta')
+    model.eval()  # train-mode BN refuses the PPM's 1x1 pooled maps of one image
+    with torch.device('meta'):
+        feats = model.extract_feat(torch.empty(1, 3, 128, 192))
+        if name in SEG_CONFIGS:
+            shapes = [tuple(model.decode_head(feats).shape),
+                      tuple(model.auxiliary_head(feats).shape)]
+    if name in SEG_CONFIGS:
+        assert shapes == [(1, 150, 32, 48), (1, 150, 8, 12)]
+        return
+    first = 8 if RECIPES[name][0] == 'RetinaNet' else 4
+    strides = [first * 2**i for i in range(5)]  # each level rounds up
+    assert [tuple(f.shape) for f in feats] == [(1, 256, -(-128 // s), -(-192 // s))
+                                               for s in strides]
 
 
 @pytest.mark.parametrize('name, short_sides', [('maskrcnn_rest_s_coco', V1_SHORT_SIDES),

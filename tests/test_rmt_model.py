@@ -3,7 +3,6 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from rmt_mm.models import RMT, resolve_arch
 
@@ -55,10 +54,12 @@ def test_odd_size_backward_both_attention_forms():
 def test_arch_aliases_and_defaults():
     assert resolve_arch('S') == resolve_arch('small') == resolve_arch('s')
     assert resolve_arch('m') == resolve_arch('base')  # upstream calls RMT-B "M2"
-    model = RMT(arch='b')
+    with torch.device('meta'):  # structure only
+        model = RMT(arch='b')
+        tiny = RMT(arch='t')
     assert model.drop_path_rate == 0.4
     assert model.layers[2].blocks[0].layerscale and not model.layers[1].blocks[0].layerscale
-    assert [layer.blocks[0].retention.decomposed for layer in RMT(arch='t').layers] == \
+    assert [layer.blocks[0].retention.decomposed for layer in tiny.layers] == \
         [True, True, False, False]
 
 
@@ -74,38 +75,10 @@ def test_bad_arch_is_reported(arch, match):
         RMT(arch=arch)
 
 
-def test_bad_indices_are_reported():
-    with pytest.raises(ValueError, match='out_indices'):
-        RMT(arch=MINI, out_indices=(0, 4))
-    with pytest.raises(ValueError, match='frozen_stages'):
-        RMT(arch=MINI, frozen_stages=5)
-
-
 def test_out_indices_subset_and_negative():
     model = RMT(arch=MINI, out_indices=(1, -1)).eval()
     outs = model(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [MINI['embed_dims'][1], MINI['embed_dims'][3]]
-
-
-def _batchnorms(model):
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-@pytest.mark.parametrize('norm_type', ['BN', 'SyncBN'])
-def test_norm_eval_freezes_statistics(norm_type):
-    """Unlike upstream (whose SyncBN escaped its BatchNorm2d check), norm_eval really holds."""
-    model = RMT(arch=MINI, norm_eval=True, norm_cfg=dict(type=norm_type))
-    assert model.train() is model
-    bns = _batchnorms(model)
-    assert bns and all(not bn.training for bn in bns)
-    before = [bn.running_mean.clone() for bn in bns]
-    model(torch.randn(2, 3, 64, 64))
-    assert all(torch.equal(b, bn.running_mean) for b, bn in zip(before, bns))
-    # Without norm_eval, statistics update as in upstream fine-tuning.
-    plain = RMT(arch=MINI).train()
-    stats = [bn.running_mean.clone() for bn in _batchnorms(plain)]
-    plain(torch.randn(2, 3, 64, 64))
-    assert not torch.equal(stats[0], _batchnorms(plain)[0].running_mean)
 
 
 def test_frozen_stages():

@@ -3,8 +3,10 @@ predicts."""
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import CONFIG_DIR
+from helpers.archs import RMT_TINY
 from helpers.configs import load
 from helpers.seg import DEMO_CONFIG, SEG_CONFIGS, check_loss_and_predict
 
@@ -68,11 +70,49 @@ def test_recipe_matches_upstream(name):
     assert cfg.tta_pipeline[1].type == 'TestTimeAug'
 
 
+#: Configs whose loss/predict test runs the real backbone (RMT-T/S); the RMT-B/L ones swap in
+#: RMT_TINY (same heads, their input widths adjusted), and their full-size wiring is checked on
+#: the meta device below.
+FULL_ARCH = [name for name in SEG_CONFIGS if name.split('_')[2] in 'ts']
+
+
+def _with_tiny_backbone(model) -> None:
+    """``model`` (a config's model dict) with RMT_TINY, the heads taking its widths."""
+    dims = RMT_TINY['embed_dims']
+    model.backbone.arch = RMT_TINY
+    if model.get('neck'):
+        model.neck.in_channels = dims
+    else:
+        model.decode_head.in_channels = dims
+    if model.get('auxiliary_head'):
+        model.auxiliary_head.in_channels = dims[model.auxiliary_head.in_index]
+
+
 @pytest.mark.parametrize('name', SEG_CONFIGS + ['demo/' + DEMO_CONFIG.name])
 def test_model_builds_and_runs(name):
     from mmseg.registry import MODELS
     cfg, _ = load(name[:-len('.py')])
+    if name in SEG_CONFIGS and name not in FULL_ARCH:
+        _with_tiny_backbone(cfg.model)
     check_loss_and_predict(MODELS.build(cfg.model))  # no init_weights: no ImageNet checkpoints
+
+
+@pytest.mark.parametrize('name', SEG_CONFIGS)
+def test_full_size_model_wiring(name):
+    """Every config's model at its own arch, built shape-only (meta device): backbone, neck and
+    heads fit together; the decode head's logits come out at 1/4 of the input size, the
+    auxiliary head's (on stage 3) at 1/16."""
+    from mmseg.registry import MODELS
+    cfg, _ = load(name[:-len('.py')])
+    cfg.model.backbone.init_cfg = None
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model).eval()
+        feats = model.extract_feat(torch.empty(1, 3, 64, 96))
+        shapes = [tuple(model.decode_head(feats).shape)]
+        if model.with_auxiliary_head:
+            shapes.append(tuple(model.auxiliary_head(feats).shape))
+    expected = [(1, 150, 16, 24)] + ([(1, 150, 4, 6)] if name.startswith('upernet') else [])
+    assert shapes == expected
 
 
 CONFIG_BASE = CONFIG_DIR / '_base_'

@@ -14,7 +14,7 @@ from rmt_mm.datasets.shapes_seg import ADE20K_IDS, SHAPES_CLASSES, make_shapes_a
 
 from helpers import REPO
 from helpers.seg import DEMO_CONFIG, seg_batch
-from helpers.tools import run_tool
+from helpers.tools import call_tool, run_tool
 
 # The demo config on 6+3 images of ~56x72 pixels, for 3 iterations of 2 images.
 TINY = ['train_dataloader.batch_size=2', 'train_cfg.max_iters=3',
@@ -87,8 +87,9 @@ def test_train_then_test_reports_miou(trained, tiny_set, tmp_path):
 
 @pytest.mark.slow
 def test_tta_multiscale_flip(trained, tiny_set, tmp_path):
-    result = tool('test.py', str(DEMO_CONFIG), str(trained), '--tta', '--work-dir',
-                      str(tmp_path), '--cfg-options', *data_options(tiny_set))
+    """In this process (tools/test.py's fresh-process run is the one above)."""
+    result = call_tool('test', DEMO_CONFIG, trained, '--tta', '--work-dir', tmp_path,
+                       '--cfg-options', *data_options(tiny_set))
     assert result.returncode == 0, result.stderr[-3000:]
     assert 0 <= metrics_of(tmp_path)['mIoU'] <= 100
 
@@ -101,8 +102,8 @@ def test_out_of_range_label_fails_with_file_name(trained, tiny_set, tmp_path):
     label = np.asarray(Image.open(ann)).copy()
     label[0, :3] = 200
     Image.fromarray(label).save(ann)
-    result = tool('test.py', str(DEMO_CONFIG), str(trained), '--work-dir',
-                      str(tmp_path / 'wd'), '--cfg-options', *data_options(bad))
+    result = call_tool('test', DEMO_CONFIG, trained, '--work-dir', tmp_path / 'wd',
+                       '--cfg-options', *data_options(bad))
     assert result.returncode != 0
     assert f'ValueError: {ann}: label values [200] are not classes of this dataset' \
         in result.stderr
