@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,22 @@ def rmt_manifest(rmt_fixtures) -> dict:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_handlers_on_closed_streams():
+    """Tools run in this process log through loggers (mmengine's MMLogger) whose handlers
+    keep the stderr of the run that created them: a captured stream, closed once that test
+    ends. A later run's log call would print logging's own traceback into that run's stderr."""
+    yield
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    if 'mmengine.logging' in sys.modules:  # MMLogger instances live outside logging's manager
+        loggers += sys.modules['mmengine.logging'].MMLogger._instance_dict.values()
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if getattr(getattr(handler, 'stream', None), 'closed', False):
+                logger.removeHandler(handler)
 
 
 _PARITY = {}
