@@ -30,9 +30,10 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install torch==2.1.2 numpy==1.24.4 pytest==8.3.5 pytest-timeout==2.4.0
 "${PIP[@]}" install --dry-run --report "$VENV/report.json" "$ROOT"
 "$VENV/bin/python" - "$VENV/report.json" <<'PY'
-import json, sys
-planned = sorted(i['metadata']['name'] for i in json.load(open(sys.argv[1]))['install'])
-assert planned == ['rmt_mm'], f'pip would also install {planned}'
+import json, re, sys
+planned = sorted(re.sub(r'[-_.]+', '-', i['metadata']['name']).lower()
+                 for i in json.load(open(sys.argv[1]))['install'])
+assert planned == ['rmt-mm'], f'pip would also install {planned}'
 PY
 "${PIP[@]}" install "$ROOT"
 
