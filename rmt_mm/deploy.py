@@ -164,13 +164,11 @@ def traced_input(deploy_cfg, model_cfg, image: str, model: torch.nn.Module) -> t
 
 def check_size(model: torch.nn.Module, inputs: torch.Tensor) -> None:
     """A :class:`ConfigError` naming the size if the backbone cannot take ``inputs``."""
-    h, w = inputs.shape[-2:]
+    from .export import SizeError, forward_or_size_error
     try:
-        with torch.no_grad():
-            model.backbone(inputs)
-    except RuntimeError as err:
-        reason = str(err).strip().splitlines()[0]
-        raise ConfigError(f'the model cannot take a {h}x{w} input ({reason})') from err
+        forward_or_size_error(model.backbone, inputs)
+    except SizeError as err:
+        raise ConfigError(str(err)) from err
 
 
 _registered = False

@@ -22,10 +22,10 @@ from .models import DenseBackbone
 from .models.masa_export import planned_for
 
 EXPORTERS = ('dynamo', 'torchscript')
-#: Lowest opset each exporter writes (the dynamo exporter's operator library starts at 18).
+#: Lowest opset each exporter writes (the dynamo exporter's operator library starts at 18),
+#: and its default: for TorchScript that is mmdeploy's (and the stock mmdet deploy configs').
 MIN_OPSET = {'dynamo': 18, 'torchscript': 11}
-#: The default opset: mmdeploy's (and the stock mmdet deploy configs') for TorchScript.
-DEFAULT_OPSET = {'dynamo': 18, 'torchscript': 11}
+DEFAULT_OPSET = MIN_OPSET
 INPUT_NAME = 'image'
 
 
@@ -68,7 +68,7 @@ class SizeError(ValueError):
     """An input size the model cannot take."""
 
 
-def _forward(model: DenseBackbone, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+def forward_or_size_error(model: DenseBackbone, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """The model's outputs, or a :class:`SizeError` saying that it cannot take this size
     (e.g. a spatial-reduction conv larger than its map)."""
     try:
@@ -89,7 +89,7 @@ def export_onnx(model: DenseBackbone, shape: Sequence[int], path: str,
     opset = DEFAULT_OPSET.get(exporter, 0) if opset is None else opset
     check_export_args(exporter, opset, shape)
     x = torch.zeros(1, 3, *shape)
-    _forward(model.eval(), x)
+    forward_or_size_error(model.eval(), x)
     names = output_names(model)
     kwargs = dict(input_names=[INPUT_NAME], output_names=names, opset_version=opset)
     if exporter == 'dynamo':
@@ -128,7 +128,7 @@ def verify_onnx(model: DenseBackbone, path: str, shapes: Sequence[Sequence[int]]
             raise SizeError(f'{path} takes {static[0]}x{static[1]} images only (exported '
                              f'without dynamic axes), not {shape[0]}x{shape[1]}')
         x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(seed))
-        expected = _forward(model.eval(), x)
+        expected = forward_or_size_error(model.eval(), x)
         got = session.run(None, {INPUT_NAME: x.numpy()})
         errors[shape] = {name: float(np.abs(out - ref.numpy()).max())
                          for name, out, ref in zip(output_names(model), got, expected)}

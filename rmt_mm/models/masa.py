@@ -300,12 +300,13 @@ def masa(q: Tensor, k: Tensor, v: Tensor, relpos: RelPos2d, decomposed: bool, im
     export every kernel runs as the export form (:func:`exporting`).
     """
     b, h, w, n, d = q.shape
-    if exporting():
+    impl = 'export' if exporting() else resolve_impl(impl, q.device)
+    if impl == 'export':
         q, k = export_rotation(q, k, relpos.angle, scale)
         if decomposed:
             return masa_decomposed_export(q, k, v, relpos.decay, relpos.stride)
         full_fn = partial(masa_full_export, decay=relpos.decay, h=h, w=w, stride=relpos.stride)
-    elif resolve_impl(impl, q.device) == 'reference':
+    elif impl == 'reference':
         sin, cos = relpos.rotary(h, w)
         q = rotary_reference(q, sin, cos)
         k = rotary_reference(k * scale, sin, cos)  # upstream scales k, before the rotation
@@ -321,7 +322,7 @@ def masa(q: Tensor, k: Tensor, v: Tensor, relpos: RelPos2d, decomposed: bool, im
         k = rotary_complex(k, tables.phase, inference)
         tables = tables._replace(bias_h=tables.bias_h.to(q.dtype),
                                  bias_w=tables.bias_w.to(q.dtype))
-        kernel = FAST_KERNELS[resolve_impl(impl, q.device)]
+        kernel = FAST_KERNELS[impl]
         if decomposed:
             return kernel.decomposed(q, k, v, tables, inference)
         full_fn = partial(kernel.full, t=tables, overwrite_v=inference)
