@@ -24,6 +24,8 @@ from .errors import ConfigError
 INSTALL_HINT = "pip install 'rmt_mm[deploy]'"
 #: (codebase, task) pairs the deploy configs may name.
 SUPPORTED_TASKS = {'mmdet': 'ObjectDetection', 'mmseg': 'Segmentation'}
+#: Boxes whose coordinates agree within this many pixels are the same box.
+SAME_BOX_PX = 0.01
 #: Test-pipeline steps that read or check annotations, dropped for export and --verify.
 ANNOTATION_TRANSFORMS = ('LoadAnnotations', 'CheckSegLabels')
 
@@ -191,10 +193,111 @@ def adaptive_avg_pool2d_bins(x: torch.Tensor, oh: int, ow: int) -> torch.Tensor:
     return pool(pool(x, h, oh, 2), w, ow, 3)
 
 
+def nms_iou(cfg, head: str) -> float:
+    """The IoU threshold of ``cfg.nms``: plain NMS is what the export writes."""
+    if cfg.nms.get('type', 'nms') != 'nms':
+        raise ConfigError(f'model.test_cfg: the {head} uses {cfg.nms.type!r}; the export '
+                          "writes plain NMS (type='nms')")
+    return cfg.nms.iou_threshold
+
+
+def rpn_proposals(self, cls_scores: List[torch.Tensor], bbox_preds: List[torch.Tensor],
+                  score_factors=None, batch_img_metas: Optional[List[dict]] = None, cfg=None,
+                  rescale: bool = False, with_nms: bool = True, **kwargs):
+    """``RPNHead.predict_by_feat`` as mmdet computes it, in ONNX operators: the ``nms_pre``
+    best anchors of each level, decoded; boxes not wider and taller than ``min_bbox_size``
+    dropped; NMS within each level (the levels are NMS classes: a box scores only in its
+    own level's column); the ``max_per_img`` best kept. mmdeploy 1.3.1's own rewrite
+    suppresses across levels and drops proposals scoring below its ``score_threshold``, so
+    its proposals, and then the detections, differ from the PyTorch model's.
+
+    Returns ``(dets, level_ids)``, ``dets`` of shape ``(B, N, 5)``, as mmdeploy's RoI heads
+    expect.
+    """
+    from mmdeploy.codebase.mmdet.deploy import gather_topk
+    from mmdeploy.core import FUNCTION_REWRITER
+    from mmdeploy.mmcv.ops import multiclass_nms
+    from mmdeploy.utils import is_dynamic_shape
+
+    cfg = self.test_cfg if cfg is None else cfg
+    iou = nms_iou(cfg, 'RPN')
+    static = not is_dynamic_shape(FUNCTION_REWRITER.get_context().cfg)
+    batch, num_levels = cls_scores[0].shape[0], len(cls_scores)
+    anchors_per_level = self.prior_generator.grid_priors(
+        [s.shape[-2:] for s in cls_scores], device=cls_scores[0].device)
+    nms_pre = cfg.get('nms_pre', -1)
+    level_scores, level_deltas, level_anchors = [], [], []
+    for level, (cls_score, bbox_pred, anchors) in enumerate(
+            zip(cls_scores, bbox_preds, anchors_per_level)):
+        cls_score = cls_score.permute(0, 2, 3, 1)
+        if self.use_sigmoid_cls:
+            scores = cls_score.reshape(batch, -1, 1).sigmoid()
+        else:  # two-way softmax, foreground first
+            scores = cls_score.reshape(batch, -1, 2).softmax(-1)[..., :1]
+        deltas = bbox_pred.permute(0, 2, 3, 1).reshape(batch, -1, self.bbox_coder.encode_size)
+        anchors = (anchors.data if static else anchors).unsqueeze(0)
+        if nms_pre > 0:  # mmdeploy's topk rewrite clamps k to the level's size
+            _, top = scores.squeeze(2).topk(nms_pre)
+            deltas, scores = gather_topk(deltas, scores, inds=top, batch_size=batch,
+                                         is_batched=True)
+            anchors = gather_topk(anchors, inds=top, batch_size=batch, is_batched=False)
+        zeros = torch.zeros_like(scores)
+        level_scores.append(torch.cat([scores if i == level else zeros
+                                       for i in range(num_levels)], dim=2))
+        level_deltas.append(deltas)
+        level_anchors.append(anchors)
+    boxes = self.bbox_coder.decode(torch.cat(level_anchors, 1), torch.cat(level_deltas, 1),
+                                   max_shape=batch_img_metas[0]['img_shape'])
+    scores = torch.cat(level_scores, 1)
+    min_size = cfg.get('min_bbox_size', -1)
+    if min_size >= 0:
+        wide = ((boxes[..., 2:] - boxes[..., :2]) > min_size).all(-1, keepdim=True)
+        scores = torch.where(wide, scores, torch.zeros_like(scores))
+    # score_threshold 0: only the zeros (other levels' columns, dropped boxes) are removed.
+    return multiclass_nms(boxes, scores, cfg.max_per_img, nms_type='nms', iou_threshold=iou,
+                          score_threshold=0.0, pre_top_k=-1, keep_top_k=cfg.max_per_img)
+
+
+def rcnn_detections(self, rois: torch.Tensor, cls_scores: torch.Tensor,
+                    bbox_preds: torch.Tensor, batch_img_metas: List[dict], rcnn_test_cfg=None,
+                    rescale: bool = False):
+    """``BBoxHead.predict_by_feat`` as mmdet computes it, in ONNX operators: each class
+    scoring above ``score_thr`` keeps its own regressed box, NMS runs within each class, the
+    ``max_per_img`` best kept. mmdeploy 1.3.1's own rewrite gives each RoI its best class's
+    box for every class it scores, so a RoI's second class gets a box regressed for another.
+
+    Each (RoI, class) box is an NMS candidate scoring only in its class's column: ``N * C``
+    boxes, ``N * C * C`` scores (mmdet itself holds the ``N * C`` boxes). Class-agnostic
+    heads (Cascade R-CNN) share one box per RoI. Returns ``(dets, labels)``, as mmdeploy's
+    RoI heads expect.
+    """
+    from mmdeploy.mmcv.ops import multiclass_nms
+    from mmdet.structures.bbox import get_box_tensor
+
+    cfg = rcnn_test_cfg
+    iou = nms_iou(cfg, 'R-CNN head')
+    batch, classes = rois.shape[0], self.num_classes
+    if self.custom_cls_channels:
+        scores = self.loss_cls.get_activation(cls_scores)
+    else:
+        scores = torch.softmax(cls_scores, dim=-1)
+    scores = scores[..., :classes]
+    boxes = get_box_tensor(self.bbox_coder.decode(
+        rois[..., 1:], bbox_preds, max_shape=batch_img_metas[0]['img_shape']))
+    if not self.reg_class_agnostic:
+        own_class = torch.eye(classes, dtype=scores.dtype, device=scores.device)
+        boxes = boxes.reshape(batch, -1, 4)
+        scores = (scores.unsqueeze(-1) * own_class).reshape(batch, -1, classes)
+    return multiclass_nms(boxes, scores, cfg.max_per_img, nms_type='nms', iou_threshold=iou,
+                          score_threshold=cfg.score_thr, pre_top_k=-1,
+                          keep_top_k=cfg.max_per_img)
+
+
 def register_rewriters() -> None:
-    """Two rewriters (mmdeploy's ``FUNCTION_REWRITER``, onnxruntime backend) that keep the
-    segmentation heads' sizes in the graph, so that a dynamic file is right at every size and
-    not only at the traced one (stock mmdeploy 1.3.1 freezes both sizes as constants, also with
+    """mmdeploy rewriters (``FUNCTION_REWRITER``, onnxruntime backend) that make the exported
+    graph compute what the PyTorch model computes, at every size of a dynamic file.
+
+    Sizes (stock mmdeploy 1.3.1 freezes both as constants of the traced size, also with
     mmseg's own backbones):
 
     - ``mmseg.models.utils.Upsample`` (Semantic FPN's scale heads) computes its output size as
@@ -205,6 +308,10 @@ def register_rewriters() -> None:
       divides by the output size, and only at the traced size. Here
       :func:`adaptive_avg_pool2d_bins` computes PyTorch's adaptive bins from the runtime
       shape: exact at every size.
+
+    Two-stage post-processing (stock mmdeploy picks other proposals and boxes than mmdet,
+    also for mmdet's own backbones): :func:`rpn_proposals` for ``RPNHead.predict_by_feat``
+    and :func:`rcnn_detections` for ``BBoxHead.predict_by_feat``.
 
     Registered once, when an export or a check first needs them.
     """
@@ -233,6 +340,12 @@ def register_rewriters() -> None:
             return ctx.origin_func(input, output_size)
         return adaptive_avg_pool2d_bins(input, oh, ow)
 
+    FUNCTION_REWRITER.register_rewriter(
+        func_name='mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
+        backend='onnxruntime')(rpn_proposals)
+    FUNCTION_REWRITER.register_rewriter(
+        func_name='mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.predict_by_feat',
+        backend='onnxruntime')(rcnn_detections)
     _registered = True
 
 
@@ -274,10 +387,11 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def compare_detections(ref, got, score_thr: float, min_iou: float = 0.99,
                        max_mask_diff: float = 0.01) -> Tuple[Dict[str, float], List[str]]:
     """Each PyTorch detection of ``score >= score_thr`` matched to the ONNX one of the same
-    label with the largest IoU. Returned: how many were confident and how many had a twin of
-    IoU ``>= min_iou``; over the twins, the smallest IoU, the largest box coordinate and score
-    differences and, with masks, the largest share of differing pixels within the box; and a
-    problem for each confident detection without a twin or mask too far apart."""
+    label with the largest IoU (1 for boxes equal within :data:`SAME_BOX_PX`). Returned: how
+    many were confident and how many had a twin of IoU ``>= min_iou``; over the twins, the
+    smallest IoU, the largest box coordinate and score differences and, with masks, the
+    largest share of differing pixels within the box; and a problem for each confident
+    detection without a twin or mask too far apart."""
     ref_boxes = ref.bboxes.numpy()
     keep = ref.scores.numpy() >= score_thr
     got_boxes, got_labels = got.bboxes.numpy(), got.labels.numpy()
@@ -289,6 +403,8 @@ def compare_detections(ref, got, score_thr: float, min_iou: float = 0.99,
     for i in np.flatnonzero(keep):
         same = np.flatnonzero(got_labels == int(ref.labels[i]))
         ious = box_iou(ref_boxes[i:i + 1], got_boxes[same])[0] if len(same) else np.zeros(0)
+        # Boxes clipped flat at the border have no area, hence no IoU: equal ones count as 1.
+        ious[np.abs(got_boxes[same] - ref_boxes[i]).max(-1) <= SAME_BOX_PX] = 1.0
         if not len(same) or ious.max() < min_iou:
             best = f'{ious.max():.3f}' if len(same) else 'none'
             problems.append(f'detection {i} (label {int(ref.labels[i])}, score '
@@ -313,6 +429,57 @@ def compare_detections(ref, got, score_thr: float, min_iou: float = 0.99,
     return numbers, problems
 
 
+def compare_image_detections(torch_model: torch.nn.Module, backend, inputs: torch.Tensor,
+                             samples, score_thr: float) -> Tuple[Dict[str, float], List[str]]:
+    """:func:`compare_detections` on one preprocessed image. The exported graph sees only the
+    input tensor, so mmdeploy gives it the input's size as ``img_shape``: proposals and boxes
+    are clipped to the padded input, where mmdet clips them to the resized image inside the
+    padding. The PyTorch side therefore runs with that ``img_shape``; on a padded input, how
+    many detections also match mmdet's own (``matched_at_img_shape``) is reported alongside.
+    """
+    size = tuple(int(v) for v in inputs.shape[-2:])
+    as_exported = copy.deepcopy(samples)
+    for sample in as_exported:
+        sample.set_metainfo(dict(img_shape=size))
+    with torch.no_grad():  # the data is preprocessed already: predict, not test_step
+        got, = backend(inputs, copy.deepcopy(samples), mode='predict')
+        ref, = torch_model(inputs, as_exported, mode='predict')
+    numbers, problems = compare_detections(ref.pred_instances, got.pred_instances, score_thr)
+    if any(tuple(s.img_shape[:2]) != size for s in samples):
+        with torch.no_grad():
+            own, = torch_model(inputs, copy.deepcopy(samples), mode='predict')
+        at_img_shape, _ = compare_detections(own.pred_instances, got.pred_instances, score_thr)
+        numbers['matched_at_img_shape'] = (f'{at_img_shape["matched"]}/'
+                                           f'{at_img_shape["confident"]}')
+    return numbers, problems
+
+
+def compare_image_segmentation(torch_model: torch.nn.Module, backend, inputs: torch.Tensor,
+                               samples, logit_tol: float
+                               ) -> Tuple[Dict[str, float], List[str]]:
+    """Logits and predictions of one preprocessed image, as :func:`compare` says."""
+    with torch.no_grad():
+        ref, = torch_model(inputs, copy.deepcopy(samples), mode='predict')
+        got, = backend(inputs, copy.deepcopy(samples), mode='predict')
+        logits = torch_model.encode_decode(inputs, [s.metainfo for s in samples])
+        onnx_logits = backend.wrapper({backend.input_name: inputs})['output']
+    diff = float((logits - onnx_logits).abs().max())
+    pred, onnx_pred = logits.argmax(1, keepdim=True), onnx_logits.argmax(1, keepdim=True)
+    # A pixel may flip only between classes tied within the logits' difference.
+    gap = (logits.gather(1, pred) - logits.gather(1, onnx_pred)).abs()
+    flips = int(((pred != onnx_pred) & (gap > 2 * max(diff, logit_tol))).sum())
+    # At the image's own size: mmseg resizes the logits, mmdeploy's wrapper the argmax.
+    same_out = float((ref.pred_sem_seg.data == got.pred_sem_seg.data).float().mean())
+    numbers = dict(max_logit_diff=diff, same_pixels=float((pred == onnx_pred).double().mean()),
+                   same_pixels_original_size=same_out, flips=flips)
+    problems = []
+    if diff > logit_tol:
+        problems.append(f'logits {diff:.2e} apart (> {logit_tol:g})')
+    if flips:
+        problems.append(f'{flips} pixels predicted differently (not ties)')
+    return numbers, problems
+
+
 def compare(deploy_cfg, model_cfg, torch_model: torch.nn.Module, onnx_file: str,
             images: Sequence[str], score_thr: float = 0.3, logit_tol: float = 1e-4
             ) -> List[Comparison]:
@@ -333,33 +500,13 @@ def compare(deploy_cfg, model_cfg, torch_model: torch.nn.Module, onnx_file: str,
         data, inputs = processor.create_input(image, get_input_shape(deploy_cfg),
                                               data_preprocessor=torch_model.data_preprocessor)
         inputs = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        h, w = inputs.shape[-2:]
         check_size(torch_model, inputs)
-        result = Comparison(image, (int(h), int(w)))
-        with torch.no_grad():  # data is preprocessed already: predict, not test_step
-            ref, = torch_model(inputs, copy.deepcopy(data['data_samples']), mode='predict')
-            got, = backend(inputs, copy.deepcopy(data['data_samples']), mode='predict')
+        result = Comparison(image, tuple(int(v) for v in inputs.shape[-2:]))
         if deploy_cfg.codebase_config.type == 'mmdet':
-            result.numbers, result.problems = compare_detections(
-                ref.pred_instances, got.pred_instances, score_thr)
+            result.numbers, result.problems = compare_image_detections(
+                torch_model, backend, inputs, data['data_samples'], score_thr)
         else:
-            with torch.no_grad():
-                metas = [s.metainfo for s in data['data_samples']]
-                logits = torch_model.encode_decode(inputs, metas)
-                onnx_logits = backend.wrapper({backend.input_name: inputs})['output']
-            diff = float((logits - onnx_logits).abs().max())
-            pred, onnx_pred = logits.argmax(1, keepdim=True), onnx_logits.argmax(1, keepdim=True)
-            same = float((pred == onnx_pred).double().mean())
-            # A pixel may flip only between classes tied within the logits' difference.
-            gap = (logits.gather(1, pred) - logits.gather(1, onnx_pred)).abs()
-            flips = int(((pred != onnx_pred) & (gap > 2 * max(diff, logit_tol))).sum())
-            # At the image's own size: mmseg resizes the logits, mmdeploy's wrapper the argmax.
-            same_out = float((ref.pred_sem_seg.data == got.pred_sem_seg.data).float().mean())
-            result.numbers = dict(max_logit_diff=diff, same_pixels=same,
-                                  same_pixels_original_size=same_out, flips=flips)
-            if diff > logit_tol:
-                result.problems.append(f'logits {diff:.2e} apart (> {logit_tol:g})')
-            if flips:
-                result.problems.append(f'{flips} pixels predicted differently (not ties)')
+            result.numbers, result.problems = compare_image_segmentation(
+                torch_model, backend, inputs, data['data_samples'], logit_tol)
         results.append(result)
     return results
