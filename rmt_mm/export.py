@@ -108,11 +108,15 @@ def export_onnx(model: DenseBackbone, shape: Sequence[int], path: str,
         torch.onnx.export(model, (x, ), path, **kwargs)
 
 
-def onnx_session(path: str):
-    """An onnxruntime CPU session on ``path`` with the default (all) graph optimizations."""
+def onnx_session(path: str, threads: Optional[int] = None):
+    """An onnxruntime CPU session on ``path`` with the default (all) graph optimizations and
+    ``threads`` intra-op threads (default: onnxruntime's, one per physical core)."""
     import onnxruntime
 
-    return onnxruntime.InferenceSession(path, providers=['CPUExecutionProvider'])
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
 def verify_onnx(model: DenseBackbone, path: str, shapes: Sequence[Sequence[int]],

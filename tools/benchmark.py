@@ -11,32 +11,80 @@ model was built: the weights, input and activations without the ~310 MiB of load
 i.e. what the CUDA allocator would count.
 
     python tools/benchmark.py --arch t s --size 800 1344 --mode infer train --out bench.md
+
+``--onnx EXPORTER`` compares the deployed form instead: PyTorch eager (``--fast``) against
+onnxruntime (CPU, default graph optimizations, the same thread count) running the backbone
+exported at ``--size`` with dynamic axes (``torchscript``: opset 11, as mmdeploy exports),
+inference only; memory is each side's peak RSS in a fresh process.
+
+    python tools/benchmark.py --onnx torchscript --arch t s --size 800 1344 --threads 1
 """
 import argparse
 import json
+import os.path as osp
 import subprocess
 import sys
-from typing import Dict
+import tempfile
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
 from rmt_mm.benchmark import build, rss_mb, step, time_interleaved
 
+ONNXRUNTIME = 'onnxruntime'
 
-def peak_rss_case(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dict:
+
+def compared(args: argparse.Namespace) -> Tuple[str, str]:
+    """The baseline and the implementation measured against it."""
+    return (args.fast, ONNXRUNTIME) if args.onnx else ('reference', args.fast)
+
+
+def onnxruntime_version() -> str:
+    import onnxruntime
+    return onnxruntime.__version__
+
+
+def onnx_file(args: argparse.Namespace, arch: str) -> str:
+    """The backbone exported for ``--onnx`` (once per arch and size), in the temp dir."""
+    from rmt_mm.export import export_onnx
+    path = osp.join(tempfile.gettempdir(), f'rmt_mm_benchmark_{arch}_{args.onnx}_'
+                    f'{args.size[0]}x{args.size[1]}.onnx')
+    if not osp.exists(path):
+        export_onnx(build(arch, args.fast), args.size, path, args.onnx)
+    return path
+
+
+def runner(args: argparse.Namespace, arch: str, impl: str, mode: str,
+           onnx_path: Optional[str]) -> Callable[[], None]:
+    """One inference or training step of ``impl`` on a fixed random input."""
+    dtype = getattr(torch, args.dtype)
+    x = torch.randn(args.batch, 3, *args.size, device=args.device, dtype=dtype,
+                    generator=torch.Generator(args.device).manual_seed(0))
+    if impl == ONNXRUNTIME:
+        from rmt_mm.export import INPUT_NAME, onnx_session
+        session = onnx_session(onnx_path, torch.get_num_threads())
+        feed = {INPUT_NAME: x.numpy()}
+        return lambda: session.run(None, feed)
+    model = build(arch, impl, args.device, dtype, args.with_cp)
+    return lambda: step(model, x, mode)
+
+
+def peak_rss_case(args: argparse.Namespace, case: Dict) -> Dict:
     """Run one case in this (fresh) process: peak RSS, and the peak above the libraries."""
+    if case['impl'] == ONNXRUNTIME:
+        import onnxruntime  # noqa: F401  (a library, not the case's memory)
     libraries = rss_mb('VmRSS')
-    model = build(arch, impl, 'cpu', getattr(torch, args.dtype), args.with_cp)
-    x = torch.randn(args.batch, 3, *args.size, dtype=getattr(torch, args.dtype))
-    step(model, x, mode)
+    runner(args, case['arch'], case['impl'], case['mode'], case.get('onnx'))()
     peak = rss_mb('VmHWM')
     return dict(peak_mb=peak, rise_mb=peak - libraries)
 
 
-def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dict:
-    cmd = [sys.executable, __file__, '--child', json.dumps(dict(arch=arch, impl=impl, mode=mode)),
-           '--size', *map(str, args.size), '--batch', str(args.batch), '--dtype', args.dtype,
-           '--threads', str(torch.get_num_threads())]
+def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str,
+               onnx_path: Optional[str]) -> Dict:
+    case = dict(arch=arch, impl=impl, mode=mode, onnx=onnx_path)
+    cmd = [sys.executable, __file__, '--child', json.dumps(case), '--size', *map(str, args.size),
+           '--batch', str(args.batch), '--dtype', args.dtype,
+           '--threads', str(torch.get_num_threads()), '--fast', args.fast]
     if args.with_cp:
         cmd.append('--with-cp')
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -44,29 +92,26 @@ def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str) -> Dic
 
 
 def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
-    dtype = getattr(torch, args.dtype)
-    impls = ('reference', args.fast)
+    impls = compared(args)
+    onnx_path = onnx_file(args, arch) if args.onnx else None
     # CPU memory first: the children must not share the machine's RAM with this process's
     # heap after it has run the reference (glibc keeps what it freed).
-    memory = {impl: cpu_memory(args, arch, impl, mode) for impl in impls
+    memory = {impl: cpu_memory(args, arch, impl, mode, onnx_path) for impl in impls
               if args.device == 'cpu'}
-    models = {impl: build(arch, impl, args.device, dtype, args.with_cp) for impl in impls}
-    x = torch.randn(args.batch, 3, *args.size, device=args.device, dtype=dtype)
-    times = time_interleaved({impl: lambda m=models[impl]: step(m, x, mode) for impl in impls},
-                             args.warmup if args.repeats else 0, args.repeats)
+    steps = {impl: runner(args, arch, impl, mode, onnx_path) for impl in impls}
+    times = time_interleaved(steps, args.warmup if args.repeats else 0, args.repeats)
     results = {}
     for impl in impls:
         result = dict(time_s=times[impl].wall_s, cpu_s=times[impl].cpu_s)
         if args.device == 'cuda':
-            del models
-            models = {}
+            steps = {}
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-            step(build(arch, impl, args.device, dtype, args.with_cp), x, mode)
+            runner(args, arch, impl, mode, onnx_path)()
             result['peak_mb'] = torch.cuda.max_memory_allocated() / 2**20
         else:
             result.update(memory[impl])
-        results['fast' if impl == args.fast else impl] = result
+        results[impl] = result
     return results
 
 
@@ -85,6 +130,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=3, help='0: memory only')
     parser.add_argument('--fast', default='blocked', choices=['blocked', 'sdpa'],
                         help='the fast implementation to compare with the reference')
+    parser.add_argument('--onnx', choices=['torchscript', 'dynamo'],
+                        help='compare --fast with onnxruntime on the backbone exported by '
+                        'this exporter (CPU, float32, inference)')
     parser.add_argument('--out', help='write the markdown table here too')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -95,23 +143,28 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
-        case = json.loads(args.child)
-        print(json.dumps(peak_rss_case(args, case['arch'], case['impl'], case['mode'])))
+        print(json.dumps(peak_rss_case(args, json.loads(args.child))))
         return
+    if args.onnx and (args.device != 'cpu' or args.dtype != 'float32' or args.mode != ['infer']
+                      or args.with_cp):
+        sys.exit('--onnx measures CPU float32 inference: use it with --device cpu --mode infer '
+                 'and without --dtype/--with-cp')
+    base, other = compared(args)
     mem_col = 'peak GPU MiB' if args.device == 'cuda' else 'peak RSS MiB (above libraries)'
     lines = [
         f'{args.device}, {args.dtype}, batch {args.batch}, {args.size[0]}x{args.size[1]}'
         f'{", with_cp" if args.with_cp else ""}, torch {torch.__version__}, '
-        f'{torch.get_num_threads()} threads; median of {args.repeats} after {args.warmup} warm-up',
+        f'{torch.get_num_threads()} threads; median of {args.repeats} after {args.warmup} warm-up'
+        + (f'; onnxruntime {onnxruntime_version()}, {args.onnx} export' if args.onnx else ''),
         '',
-        f'| arch | mode | reference s (CPU s) | {args.fast} s (CPU s) | speed-up (CPU) | '
-        f'reference {mem_col} | {args.fast} {mem_col} | memory ratio |',
+        f'| arch | mode | {base} s (CPU s) | {other} s (CPU s) | speed-up (CPU) | '
+        f'{base} {mem_col} | {other} {mem_col} | memory ratio |',
         '|---|---|---|---|---|---|---|---|',
     ]
     for arch in args.arch:
         for mode in args.mode:
             res = run_case(args, arch, mode)
-            ref, fast = res['reference'], res['fast']
+            ref, fast = res[base], res[other]
             mem = [f'{r["peak_mb"]:.0f}' + (f' ({r["rise_mb"]:.0f})' if 'rise_mb' in r else '')
                    for r in (ref, fast)]
             ratio = f'{ref["peak_mb"] / fast["peak_mb"]:.2f}x'
