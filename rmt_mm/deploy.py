@@ -8,10 +8,12 @@ the onnxruntime backend, mmdet's ``ObjectDetection`` task (boxes; with a third `
 for Mask R-CNN) or mmseg's ``Segmentation`` task (logits, ``with_argmax=False``).
 
 While mmdeploy traces the model, MaSA runs its export form (:mod:`rmt_mm.models.masa_export`):
-it needs no mmdeploy rewriter, and its attention blocks are planned for the traced size.
+it needs no mmdeploy rewriter; its attention blocks are planned for a static file's size, and
+for COCO's test size (800x1344) in a dynamic file.
 """
 import copy
 import os.path as osp
+import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -356,7 +358,12 @@ def export(deploy_cfg, model_cfg, checkpoint: Optional[str], image: str, work_di
     require_mmdeploy()
     register_rewriters()
     from mmdeploy.apis import torch2onnx
-    torch2onnx(image, work_dir, save_file, deploy_cfg, model_cfg, checkpoint, 'cpu')
+
+    from .models.masa_export import DEFAULT_PLAN, planned_for
+    width_height = deploy_cfg.onnx_config.get('input_shape')
+    plan = DEFAULT_PLAN if is_dynamic(deploy_cfg) or not width_height else width_height[::-1]
+    with planned_for(plan):
+        torch2onnx(image, work_dir, save_file, deploy_cfg, model_cfg, checkpoint, 'cpu')
     return osp.join(work_dir, save_file)
 
 
@@ -429,6 +436,15 @@ def compare_detections(ref, got, score_thr: float, min_iou: float = 0.99,
     return numbers, problems
 
 
+def timed(model, inputs: torch.Tensor, samples) -> Tuple[list, float]:
+    """``model(inputs, samples, mode='predict')`` (the data is preprocessed already: predict,
+    not test_step) and its wall time in seconds."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = model(inputs, samples, mode='predict')
+    return out, time.perf_counter() - start
+
+
 def compare_image_detections(torch_model: torch.nn.Module, backend, inputs: torch.Tensor,
                              samples, score_thr: float) -> Tuple[Dict[str, float], List[str]]:
     """:func:`compare_detections` on one preprocessed image. The exported graph sees only the
@@ -441,10 +457,10 @@ def compare_image_detections(torch_model: torch.nn.Module, backend, inputs: torc
     as_exported = copy.deepcopy(samples)
     for sample in as_exported:
         sample.set_metainfo(dict(img_shape=size))
-    with torch.no_grad():  # the data is preprocessed already: predict, not test_step
-        got, = backend(inputs, copy.deepcopy(samples), mode='predict')
-        ref, = torch_model(inputs, as_exported, mode='predict')
+    (got, ), onnx_s = timed(backend, inputs, copy.deepcopy(samples))
+    (ref, ), torch_s = timed(torch_model, inputs, as_exported)
     numbers, problems = compare_detections(ref.pred_instances, got.pred_instances, score_thr)
+    numbers.update(torch_s=torch_s, onnx_s=onnx_s)
     if any(tuple(s.img_shape[:2]) != size for s in samples):
         with torch.no_grad():
             own, = torch_model(inputs, copy.deepcopy(samples), mode='predict')
@@ -458,9 +474,9 @@ def compare_image_segmentation(torch_model: torch.nn.Module, backend, inputs: to
                                samples, logit_tol: float
                                ) -> Tuple[Dict[str, float], List[str]]:
     """Logits and predictions of one preprocessed image, as :func:`compare` says."""
+    (ref, ), torch_s = timed(torch_model, inputs, copy.deepcopy(samples))
+    (got, ), onnx_s = timed(backend, inputs, copy.deepcopy(samples))
     with torch.no_grad():
-        ref, = torch_model(inputs, copy.deepcopy(samples), mode='predict')
-        got, = backend(inputs, copy.deepcopy(samples), mode='predict')
         logits = torch_model.encode_decode(inputs, [s.metainfo for s in samples])
         onnx_logits = backend.wrapper({backend.input_name: inputs})['output']
     diff = float((logits - onnx_logits).abs().max())
@@ -471,7 +487,8 @@ def compare_image_segmentation(torch_model: torch.nn.Module, backend, inputs: to
     # At the image's own size: mmseg resizes the logits, mmdeploy's wrapper the argmax.
     same_out = float((ref.pred_sem_seg.data == got.pred_sem_seg.data).float().mean())
     numbers = dict(max_logit_diff=diff, same_pixels=float((pred == onnx_pred).double().mean()),
-                   same_pixels_original_size=same_out, flips=flips)
+                   same_pixels_original_size=same_out, flips=flips, torch_s=torch_s,
+                   onnx_s=onnx_s)
     problems = []
     if diff > logit_tol:
         problems.append(f'logits {diff:.2e} apart (> {logit_tol:g})')
@@ -490,7 +507,9 @@ def compare(deploy_cfg, model_cfg, torch_model: torch.nn.Module, onnx_file: str,
     classes tie within the logits' difference), and the predictions the wrapper and mmseg
     return at the image's own size (reported only: where that differs from the input size,
     mmseg resizes the logits bilinearly before the argmax, mmdeploy's wrapper the argmax to
-    the nearest pixel)."""
+    the nearest pixel). Each line also gives the wall time of each side's prediction
+    (``torch_s``: the PyTorch model; ``onnx_s``: mmdeploy's wrapper, onnxruntime and its
+    post-processing), one run each: a first image's includes warm-up."""
     from mmdeploy.utils import get_input_shape
     processor = task_processor(deploy_cfg, model_cfg)
     backend = processor.build_backend_model(

@@ -127,3 +127,22 @@ def test_tool_refuses_a_bad_verify_size_in_one_line(tmp_path, capsys):
         tool_main('export_onnx')([json.dumps(ARCH), '--shape', '45', '61', '--out',
                                   str(tmp_path / 'rmt.onnx'), '--verify', '64by64'])
     assert "'64by64' is not HxW" in capsys.readouterr().err
+
+
+def test_benchmark_measures_onnxruntime_beside_eager(capsys):
+    """tools/benchmark.py --onnx: the exported RMT-T and PyTorch eager timed side by side,
+    peak memory of each from a fresh process."""
+    tool_main('benchmark')(['--onnx', 'torchscript', '--arch', 't', '--size', '64', '96',
+                            '--mode', 'infer', '--threads', '1', '--repeats', '1',
+                            '--warmup', '0'])
+    out = capsys.readouterr().out
+    assert '| blocked s (CPU s) | onnxruntime s (CPU s) |' in out
+    row = next(ln for ln in out.splitlines() if ln.startswith('| t | infer |'))
+    numbers = [float(v.strip('()x')) for cell in row.split('|')[3:-1] for v in cell.split()]
+    assert len(numbers) == 12 and all(v > 0 for v in numbers), row
+
+
+def test_benchmark_onnx_is_cpu_inference(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tool_main('benchmark')(['--onnx', 'torchscript', '--mode', 'train'])
+    assert '--onnx measures CPU float32 inference' in str(exit_info.value.code)

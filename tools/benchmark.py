@@ -25,6 +25,7 @@ import os.path as osp
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -44,13 +45,15 @@ def onnxruntime_version() -> str:
     return onnxruntime.__version__
 
 
-def onnx_file(args: argparse.Namespace, arch: str) -> str:
-    """The backbone exported for ``--onnx`` (once per arch and size), in the temp dir."""
+def export_backbone(args: argparse.Namespace, arch: str, folder: str) -> str:
+    """The backbone exported for ``--onnx`` into ``folder``; prints its size and export time."""
     from rmt_mm.export import export_onnx
-    path = osp.join(tempfile.gettempdir(), f'rmt_mm_benchmark_{arch}_{args.onnx}_'
-                    f'{args.size[0]}x{args.size[1]}.onnx')
-    if not osp.exists(path):
-        export_onnx(build(arch, args.fast), args.size, path, args.onnx)
+    path = osp.join(folder, f'rmt_{arch}.onnx')
+    start = time.perf_counter()
+    export_onnx(build(arch, args.fast), args.size, path, args.onnx)
+    print(f'{arch}: {args.onnx} export at {args.size[0]}x{args.size[1]} in '
+          f'{time.perf_counter() - start:.0f} s, {osp.getsize(path) / 2**20:.1f} MiB',
+          flush=True)
     return path
 
 
@@ -92,8 +95,15 @@ def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str,
 
 
 def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
+    if not args.onnx:
+        return measure_case(args, arch, mode, None)
+    with tempfile.TemporaryDirectory() as folder:
+        return measure_case(args, arch, mode, export_backbone(args, arch, folder))
+
+
+def measure_case(args: argparse.Namespace, arch: str, mode: str,
+                 onnx_path: Optional[str]) -> Dict[str, Dict]:
     impls = compared(args)
-    onnx_path = onnx_file(args, arch) if args.onnx else None
     # CPU memory first: the children must not share the machine's RAM with this process's
     # heap after it has run the reference (glibc keeps what it freed).
     memory = {impl: cpu_memory(args, arch, impl, mode, onnx_path) for impl in impls
