@@ -146,3 +146,17 @@ def test_benchmark_onnx_is_cpu_inference(capsys):
     with pytest.raises(SystemExit) as exit_info:
         tool_main('benchmark')(['--onnx', 'torchscript', '--mode', 'train'])
     assert '--onnx measures CPU float32 inference' in str(exit_info.value.code)
+
+
+def test_a_static_file_folds_no_attention_table(tmp_path):
+    """With a fixed input size every position table is a function of constants: onnxruntime's
+    constant folding (at session start) must not turn the attention biases into stored
+    tables. The optimized graph onnxruntime writes stays the weights' size."""
+    import onnxruntime
+    path, optimized = tmp_path / 'rmt.onnx', tmp_path / 'optimized.onnx'
+    model = _model()
+    export_onnx(model, (512, 512), str(path), 'torchscript', dynamic=False)
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(optimized)
+    onnxruntime.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+    assert optimized.stat().st_size <= 1.6 * _weights_bytes(model) + 2**20

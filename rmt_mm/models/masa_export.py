@@ -122,7 +122,12 @@ def masa_full_export(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, h: Size, w:
     map rows of queries; each block's bias ``decay_h * (|dy| + |dx|)`` is made from coordinate
     differences."""
     heads = q.shape[1]
-    dist_h, dist_w = distance(h, q.device), distance(w, q.device)
+    # With a static input size every table here is a function of constants, and onnxruntime
+    # would fold each block's (heads, rows * W, L) bias into a constant when the session starts
+    # (GBs at 800x1344). A zero computed from the data (False for every value, NaN included)
+    # keeps them in the graph.
+    unfoldable = (q[0, 0, 0, 0] > math.inf).to(q.dtype)
+    dist_h, dist_w = distance(h, q.device) + unfoldable, distance(w, q.device)
     planned_h, planned_w = planned_map(stride)
     out = []
     for a, b in block_bounds(h, planned_h, heads * (planned_h * planned_w)**2):
