@@ -7,6 +7,7 @@ The weights are random (no trained weights of these tiny archs exist): the graph
 Every PyTorch detection has an ONNX twin (same label, IoU >= 0.99, masks equal); the
 comparison on trained demo weights is in docs/deploy.md.
 """
+import copy
 import sys
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from rmt_mm import deploy as dep
+from rmt_mm.errors import ConfigError
 from rmt_mm.models import RMT
 
 from helpers import CONFIG_DIR
@@ -210,6 +212,19 @@ def test_rcnn_detections_are_mmdets(two_stage_heads):
     torch.testing.assert_close(boxes[:, :4], want.bboxes)
     torch.testing.assert_close(boxes[:, 4], want.scores)
     assert labels.tolist() == want.labels.tolist()
+
+
+@needs_mmdeploy
+def test_other_nms_is_refused_in_one_line(two_stage_heads):
+    """Soft-NMS has no ONNX operator: the export says so instead of writing plain NMS."""
+    _, head, test_cfg = two_stage_heads
+    cfg = copy.deepcopy(test_cfg.rcnn)
+    cfg.nms = dict(type='soft_nms', iou_threshold=0.5)
+    rois = torch.tensor([[[0., 0., 0., 10., 10.]]])
+    with pytest.raises(ConfigError, match="uses 'soft_nms'; the export writes plain NMS"):
+        under_rewriters(lambda: head.predict_by_feat(
+            rois, torch.zeros(1, 1, head.num_classes + 1), torch.zeros(1, 1, 4 * head.num_classes),
+            [dict(img_shape=(16, 16))], cfg))
 
 
 def check_segmentation(deploy_name, config, ckpt, images, work_dir, *extra):
