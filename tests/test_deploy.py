@@ -151,14 +151,14 @@ def test_maskrcnn_dynamic(images, tmp_path):
 
 @pytest.fixture(scope='module')
 def two_stage_heads():
-    """The demo Mask R-CNN's RPN and box heads (random weights) and its test_cfg."""
+    """The demo Mask R-CNN's RPN head (random weights), box-head config and test_cfg."""
     from mmdet.registry import MODELS
 
     from rmt_mm.cli import load_config
     cfg, _ = load_config(str(CONFIG_DIR / 'demo' / 'maskrcnn_rmt_t_shapes.py'))
     test_cfg = cfg.model.test_cfg
     rpn = MODELS.build(dict(cfg.model.rpn_head, test_cfg=test_cfg.rpn)).eval()
-    return rpn, MODELS.build(cfg.model.roi_head.bbox_head).eval(), test_cfg
+    return rpn, cfg.model.roi_head.bbox_head, test_cfg
 
 
 def under_rewriters(fn):
@@ -193,15 +193,19 @@ def test_rpn_proposals_are_mmdets(two_stage_heads):
 
 
 @needs_mmdeploy
-def test_rcnn_detections_are_mmdets(two_stage_heads):
+@pytest.mark.parametrize('class_agnostic', [False, True])
+def test_rcnn_detections_are_mmdets(two_stage_heads, class_agnostic):
     """rmt_mm.deploy.rcnn_detections gives mmdet's detections (each class its own box);
-    mmdeploy's own rewrite does not (every class of a RoI gets its best class's box)."""
-    _, head, test_cfg = two_stage_heads
+    mmdeploy's own rewrite does not (every class of a RoI gets its best class's box). A
+    class-agnostic head (Cascade R-CNN's usual) shares one box among the classes."""
+    from mmdet.registry import MODELS
+    _, head_cfg, test_cfg = two_stage_heads
+    head = MODELS.build(dict(head_cfg, reg_class_agnostic=class_agnostic)).eval()
     gen, (h, w), n = torch.Generator().manual_seed(0), (96, 128), 100
     xy = torch.rand(n, 2, generator=gen) * torch.tensor([w, h]) * 0.8
     rois = torch.cat([torch.zeros(n, 1), xy, xy + 8 + 40 * torch.rand(n, 2, generator=gen)], 1)
     cls = torch.randn(n, head.num_classes + 1, generator=gen) * 2
-    reg = torch.randn(n, 4 * head.num_classes, generator=gen) * 0.5
+    reg = torch.randn(n, 4 * (1 if class_agnostic else head.num_classes), generator=gen) * 0.5
     metas = [dict(img_shape=(h, w))]
     with torch.no_grad():
         want = head.predict_by_feat((rois, ), (cls, ), (reg, ), metas, test_cfg.rcnn)[0]
@@ -217,7 +221,9 @@ def test_rcnn_detections_are_mmdets(two_stage_heads):
 @needs_mmdeploy
 def test_other_nms_is_refused_in_one_line(two_stage_heads):
     """Soft-NMS has no ONNX operator: the export says so instead of writing plain NMS."""
-    _, head, test_cfg = two_stage_heads
+    from mmdet.registry import MODELS
+    _, head_cfg, test_cfg = two_stage_heads
+    head = MODELS.build(head_cfg).eval()
     cfg = copy.deepcopy(test_cfg.rcnn)
     cfg.nms = dict(type='soft_nms', iou_threshold=0.5)
     rois = torch.tensor([[[0., 0., 0., 10., 10.]]])
