@@ -27,7 +27,7 @@ from typing import Iterator, List, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-#: Logits elements per attention block at the planned size (2M floats = 8 MB; unblocked,
+#: Logits elements per attention block at the planned size (4M floats = 16 MB; unblocked,
 #: stage 3 of RMT-T at 800x1344 holds 8 heads x 4200^2 = 141M). Each block is its own run of
 #: nodes, so fewer blocks make a smaller graph; larger ones than this make onnxruntime slower
 #: and larger than PyTorch eager (16M: 0.84x the speed, 1.6x the memory; docs/export.md).
