@@ -228,6 +228,7 @@ def rpn_proposals(self, cls_scores: List[torch.Tensor], bbox_preds: List[torch.T
     anchors_per_level = self.prior_generator.grid_priors(
         [s.shape[-2:] for s in cls_scores], device=cls_scores[0].device)
     nms_pre = cfg.get('nms_pre', -1)
+    own_level = torch.eye(num_levels, device=cls_scores[0].device)
     level_scores, level_deltas, level_anchors = [], [], []
     for level, (cls_score, bbox_pred, anchors) in enumerate(
             zip(cls_scores, bbox_preds, anchors_per_level)):
@@ -243,9 +244,7 @@ def rpn_proposals(self, cls_scores: List[torch.Tensor], bbox_preds: List[torch.T
             deltas, scores = gather_topk(deltas, scores, inds=top, batch_size=batch,
                                          is_batched=True)
             anchors = gather_topk(anchors, inds=top, batch_size=batch, is_batched=False)
-        zeros = torch.zeros_like(scores)
-        level_scores.append(torch.cat([scores if i == level else zeros
-                                       for i in range(num_levels)], dim=2))
+        level_scores.append(scores * own_level[level].to(scores.dtype))
         level_deltas.append(deltas)
         level_anchors.append(anchors)
     boxes = self.bbox_coder.decode(torch.cat(level_anchors, 1), torch.cat(level_deltas, 1),
@@ -462,8 +461,7 @@ def compare_image_detections(torch_model: torch.nn.Module, backend, inputs: torc
     numbers, problems = compare_detections(ref.pred_instances, got.pred_instances, score_thr)
     numbers.update(torch_s=torch_s, onnx_s=onnx_s)
     if any(tuple(s.img_shape[:2]) != size for s in samples):
-        with torch.no_grad():
-            own, = torch_model(inputs, copy.deepcopy(samples), mode='predict')
+        (own, ), _ = timed(torch_model, inputs, copy.deepcopy(samples))
         at_img_shape, _ = compare_detections(own.pred_instances, got.pred_instances, score_thr)
         numbers['matched_at_img_shape'] = (f'{at_img_shape["matched"]}/'
                                            f'{at_img_shape["confident"]}')
