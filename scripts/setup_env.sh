@@ -10,13 +10,15 @@
 # Neither mmcv has a binary wheel on PyPI. A prebuilt one is taken from the wheelhouse
 # (../shared/wheels and its torch-<version>/ folder) or the cache when it imports against the
 # stack's torch; otherwise it is built from its sdist once, with compiled ops, and cached
-# outside the repo, keyed by torch and Python versions.
+# outside the repo, keyed by torch and Python versions and the build recipe.
 #
 # Environment:
 #   STACK              onedl (default) or openmmlab
 #   RMT_MM_VENV        venv location (default: <repo>/.venv, <repo>/.venv-openmmlab)
-#   RMT_MM_WHEELHOUSE  directory searched for a prebuilt mmcv wheel (default: ../shared/wheels)
-#   RMT_MM_CACHE       where a built mmcv wheel is cached (default: ~/.cache/rmt_mm)
+#   RMT_MM_WHEELHOUSE  directory searched for a prebuilt mmcv wheel (default: ../shared/wheels;
+#                      empty: none, build from source as on a fresh clone)
+#   RMT_MM_CACHE       where a built mmcv wheel is cached, keyed by torch, Python and the build
+#                      recipe (default: ~/.cache/rmt_mm)
 #   PYTHON             interpreter used to create the venv (default: python3)
 set -euo pipefail
 
@@ -30,7 +32,8 @@ case "$STACK" in
     openmmlab) MMCV_DIST=mmcv DEFAULT_VENV="$ROOT/.venv-openmmlab" ;;
     *) log "unknown STACK=$STACK (expected onedl or openmmlab)"; exit 2 ;;
 esac
-VENV="${RMT_MM_VENV:-$DEFAULT_VENV}"
+# Absolute: the source build below runs pip from inside the unpacked sdist.
+VENV="$(realpath -m "${RMT_MM_VENV:-$DEFAULT_VENV}")"
 PYTHON="${PYTHON:-python3}"
 CACHE_ROOT="${RMT_MM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rmt_mm}"
 STAMP="$VENV/.rmt_mm_installed"
@@ -64,10 +67,9 @@ fi
 "${PIP[@]}" install "torch==$TORCH_VERSION"
 
 PY_TAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
-MMCV_CACHE="$CACHE_ROOT/wheels/torch-$TORCH_VERSION-$PY_TAG"
 WHEEL_NAME="${MMCV_DIST//-/_}-$MMCV_VERSION-$PY_TAG-$PY_TAG-linux_*.whl"
-WHEELHOUSE="${RMT_MM_WHEELHOUSE:-$ROOT/../shared/wheels}"
-mkdir -p "$MMCV_CACHE"
+# Set but empty: no wheelhouse, as on a machine with only a clone of the repository.
+WHEELHOUSE="${RMT_MM_WHEELHOUSE-$ROOT/../shared/wheels}"
 
 # Loads mmcv's compiled ops alone (importing mmcv would need mmengine, installed later).
 LOADS_EXT='
@@ -80,7 +82,9 @@ install_mmcv_wheel() {
     # Install the first wheel whose compiled ops load against this torch (a wheel built for
     # another torch fails with undefined symbols); fail if none does.
     local dir whl
-    for dir in "$WHEELHOUSE/torch-$TORCH_VERSION" "$MMCV_CACHE" "$WHEELHOUSE"; do
+    local dirs=("$MMCV_CACHE")
+    [[ -n "$WHEELHOUSE" ]] && dirs=("$WHEELHOUSE/torch-$TORCH_VERSION" "$MMCV_CACHE" "$WHEELHOUSE")
+    for dir in "${dirs[@]}"; do
         for whl in $(compgen -G "$dir/$WHEEL_NAME" || true); do
             "${PIP[@]}" install --no-deps --force-reinstall "$whl"
             if "$PY" -c "$LOADS_EXT" 2>/dev/null; then
@@ -99,7 +103,7 @@ build_mmcv_wheel() {
     # hard-code -std=c++14/-std=c++17, so the flags are raised for those.
     local work src whl
     work="$(mktemp -d)"
-    log "building $MMCV_DIST $MMCV_VERSION from source (20-60 min on 2 cores); cached in $MMCV_CACHE"
+    log "building $MMCV_DIST $MMCV_VERSION from source (once; about 10 min on 2 cores); cached in $MMCV_CACHE"
     "${PIP[@]}" install "setuptools<82" ninja
     "${PIP[@]}" download --no-deps --no-binary :all: --no-build-isolation \
         "$MMCV_DIST==$MMCV_VERSION" -d "$work"
@@ -114,10 +118,16 @@ build_mmcv_wheel() {
     whl="$(ls "$work"/dist/*.whl)"
     "$PY" -m wheel unpack "$whl" -d "$work/unpacked"
     find "$work/unpacked" -name '*.so' -exec strip --strip-debug {} +
+    mkdir -p "$work/stripped"
     "$PY" -m wheel pack "$work"/unpacked/* -d "$work/stripped"
     cp "$work"/stripped/*.whl "$MMCV_CACHE/"
     rm -rf "$work"
 }
+
+# The cache is keyed by the build recipe as well, so a changed recipe builds (and is tested) anew.
+RECIPE="$(declare -f build_mmcv_wheel | sha256sum | cut -c1-12)"
+MMCV_CACHE="$CACHE_ROOT/wheels/torch-$TORCH_VERSION-$PY_TAG-$RECIPE"
+mkdir -p "$MMCV_CACHE"
 
 if ! install_mmcv_wheel; then
     build_mmcv_wheel
