@@ -21,6 +21,7 @@ from mmengine.logging import print_log
 
 from .checkpoints.reading import check_checkpoint_file
 from .errors import CheckpointError, ConfigError, DataError
+from .log import quiet_codebase_import
 
 SUPPORTED_SCOPES = ('mmdet', 'mmseg')
 #: Set to 1 to see the traceback of a tool's error (as ``--debug`` does).
@@ -44,7 +45,8 @@ def load_config(path: str, cfg_options: Optional[dict] = None,
         raise ConfigError(f'{path}: default_scope is {scope!r}; expected one of '
                           f'{SUPPORTED_SCOPES} (inherit an mmdet:: or mmseg:: base config)')
     # Registers the codebase's modules; importing rmt_mm (done by the caller) adds ours.
-    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=True)
+    with quiet_codebase_import():
+        importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=True)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:

@@ -34,6 +34,7 @@ from .checkpoints.hooks import (
 from .checkpoints.reading import allow_globals
 from .datasets.transforms import CheckSegLabels
 from .layer_decay import ResTStageDecayOptimizerConstructor
+from .log import quiet_codebase_import
 from .models import FAMILIES
 
 ROOT_MODULES: Dict[str, Iterable[type]] = dict(
@@ -71,8 +72,9 @@ def install() -> List[str]:
             registries = importlib.import_module(f'{scope}.registry')
         except ImportError:
             continue
-        for name, classes in modules.items():
-            _register(getattr(registries, name), classes())
+        with quiet_codebase_import():
+            for name, classes in modules.items():
+                _register(getattr(registries, name), classes())
         served.append(scope)
     CheckpointLoader.register_scheme('', mmengine_io.load_from_local, force=True)
     CheckpointLoader.register_scheme(('http://', 'https://'), mmengine_io.load_from_http,
