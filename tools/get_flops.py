@@ -19,6 +19,7 @@ from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
 import rmt_mm.plugin  # noqa: F401  (registers the backbones)
+from rmt_mm.cli import add_debug_arg, load_config, run_cli
 from rmt_mm.models import RMT
 
 
@@ -43,7 +44,6 @@ def count(model: nn.Module, inputs: torch.Tensor) -> Tuple[float, dict]:
 
 
 def build_from_config(path: str, shape: Tuple[int, int]) -> Tuple[nn.Module, torch.Tensor]:
-    from rmt_mm.cli import load_config
     cfg, scope = load_config(path)
     cfg.model.backbone.attn_impl = 'reference'
     cfg.model.backbone.pop('init_cfg', None)
@@ -61,13 +61,17 @@ def build_from_config(path: str, shape: Tuple[int, int]) -> Tuple[nn.Module, tor
     return _TensorForward(model, [sample]), torch.randn(1, 3, h, w)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument('--arch', help='RMT arch (t/s/b/l): count the backbone alone')
     group.add_argument('--config', help='mmdet/mmseg config: count the whole model')
     parser.add_argument('--shape', type=int, nargs=2, default=(800, 1280), metavar=('H', 'W'))
-    args = parser.parse_args(argv)
+    add_debug_arg(parser)
+    return parser.parse_args(argv)
+
+
+def get_flops(args: argparse.Namespace) -> int:
     if args.arch:
         model = RMT(arch=args.arch, attn_impl='reference')
         inputs = torch.randn(1, 3, *args.shape)
@@ -81,7 +85,12 @@ def main(argv: Optional[List[str]] = None) -> None:
           f'FLOPs {flops / 1e9:.2f} G')
     print('  by operator: ' + ', '.join(f'{k} {v / 1e9:.2f} G' for k, v in
                                         sorted(by_op.items(), key=lambda kv: -kv[1])))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_cli(get_flops, parse_args(argv))
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())
