@@ -20,11 +20,19 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from rmt_mm.models import FAMILIES, RMT, DenseBackbone, ResT, ResTV2
 
+from helpers import one_intra_op_thread
 from helpers.archs import TINY_ARCHS, build_tiny
 
 FAMILY_CLASSES = list(FAMILIES.values())
 NAN, INF = float('nan'), float('inf')
 every_family = pytest.mark.parametrize('cls', FAMILY_CLASSES, ids=lambda c: c.__name__)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _single_thread():
+    """Tiny models, on one thread."""
+    with one_intra_op_thread():
+        yield
 
 
 # --------------------------------------------------------------------------- arguments

@@ -14,7 +14,7 @@ from rmt_mm.models import rest as rest_v1
 from rmt_mm.models import restv2 as rest_v2
 from rmt_mm.models.rest_common import tokens_to_map
 
-from helpers import fixture_dir
+from helpers import fixture_dir, one_intra_op_thread
 from helpers.archs import tiny_arch
 
 CLASSES = {'v1': ResT, 'v2': ResTV2}
@@ -25,12 +25,9 @@ STAGES = ['stage1', 'stage2', 'stage3', 'stage4']
 
 @pytest.fixture(autouse=True, scope='module')
 def _single_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to contention on shared CPUs
-    (the fixtures were produced with one thread too)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """Tiny tensors on one thread (the fixtures were produced with one thread too)."""
+    with one_intra_op_thread():
+        yield
 
 
 def fixtures_dir() -> Path:
