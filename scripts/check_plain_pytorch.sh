@@ -39,5 +39,5 @@ PY
 
 cd "$ROOT"
 OMP_NUM_THREADS=1 RMT_MM_PLAIN=1 RMT_MM_REQUIRE_FIXTURES=1 "$VENV/bin/python" -m pytest -q \
-    -p no:cacheprovider tests/test_plain.py tests/test_rmt_model.py tests/test_rmt_parity.py \
-    tests/test_rest.py "$@"
+    -p no:cacheprovider tests/test_plain.py tests/test_backbones.py tests/test_rmt_model.py \
+    tests/test_rmt_parity.py tests/test_rest.py "$@"

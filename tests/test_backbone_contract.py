@@ -1,136 +1,15 @@
-"""What every backbone family shares through DenseBackbone: gradient checkpointing, the
-drop-path schedule, out_indices, norm_eval, and that a new family is picked up from the FAMILIES
-table alone (registration, converter, model zoo)."""
+"""A new backbone family is picked up from the ``FAMILIES`` table alone: registration, the
+converter and the model zoo tool. (What every family satisfies: test_backbones.py.)"""
 import importlib.util
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 import torch
-import torch.utils.checkpoint
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from rmt_mm.models import FAMILIES, DenseBackbone
 from rmt_mm.models.validation import POSITIVE_INT
-
-from helpers.archs import TINY_ARCHS, build_tiny
-
-FAMILY_CLASSES = list(FAMILIES.values())
-
-
-@pytest.fixture
-def checkpoint_calls(monkeypatch) -> List[dict]:
-    """The keyword arguments of every ``torch.utils.checkpoint.checkpoint`` call."""
-    calls = []
-    original = torch.utils.checkpoint.checkpoint
-    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint',
-                        lambda *a, **k: calls.append(k) or original(*a, **k))
-    return calls
-
-
-def _run(model: DenseBackbone, x: Tensor):
-    torch.manual_seed(1)  # the same drop-path masks for every model
-    outs = model(x)
-    sum((o * o).sum() for o in outs).backward()
-    return outs, {n: p.grad for n, p in model.named_parameters()}
-
-
-@pytest.mark.parametrize('cls', FAMILY_CLASSES, ids=lambda c: c.__name__)
-def test_with_cp_checkpoints_every_block_and_changes_nothing(cls, checkpoint_calls):
-    plain = build_tiny(cls, drop_path_rate=0.2).train()
-    ckpt = build_tiny(cls, drop_path_rate=0.2, with_cp=True).train()
-    ckpt.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 45, 61)
-    outs_a, grads_a = _run(plain, x)
-    assert not checkpoint_calls
-    outs_b, grads_b = _run(ckpt, x)
-    assert len(checkpoint_calls) == sum(TINY_ARCHS[cls]['depths'])
-    assert all(k.get('use_reentrant') is False for k in checkpoint_calls)
-    for a, b in zip(outs_a, outs_b):
-        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)
-    for name, grad in grads_a.items():
-        assert grad is not None, name
-        torch.testing.assert_close(grads_b[name], grad, rtol=1e-6, atol=1e-6, msg=name)
-
-
-@pytest.mark.parametrize('cls', FAMILY_CLASSES, ids=lambda c: c.__name__)
-@pytest.mark.parametrize('frozen_stages', [0, 1])
-def test_with_cp_checkpoints_exactly_what_autograd_records(cls, frozen_stages,
-                                                           checkpoint_calls):
-    """Frozen stages on inputs that need no gradient are not checkpointed (nothing would be
-    saved for backward); the first trained block is, although its input (from a frozen stem
-    or stage) needs no gradient: its parameters do."""
-    model = build_tiny(cls, with_cp=True, frozen_stages=frozen_stages).train()
-    x = torch.randn(2, 3, 32, 32)
-    sum(o.sum() for o in model(x)).backward()
-    assert len(checkpoint_calls) == sum(TINY_ARCHS[cls]['depths'][frozen_stages:])
-    checkpoint_calls.clear()
-    with torch.no_grad():
-        model(x)
-    assert not checkpoint_calls
-
-
-@pytest.mark.parametrize('cls', FAMILY_CLASSES, ids=lambda c: c.__name__)
-def test_released_archs_follow_their_table(cls):
-    """Widths, depths and the linear drop-path schedule of every released arch, derived from
-    the family's arch table."""
-    for name, arch in cls.arch_zoo.items():
-        with torch.device('meta'):
-            model = cls(name)
-        depths = arch['depths']
-        assert model.drop_path_rate == arch['drop_path_rate']
-        rates = torch.linspace(0, arch['drop_path_rate'], sum(depths)).tolist()
-        for i, depth in enumerate(depths):
-            blocks = model.stage_blocks(i)
-            assert len(blocks) == depth, (name, i)
-            for block, rate in zip(blocks, rates[sum(depths[:i]):]):
-                drop = block.drop_path
-                assert (drop.drop_prob == pytest.approx(rate) if rate > 0
-                        else isinstance(drop, nn.Identity)), (name, i)
-        with torch.device('meta'):
-            outs = model.eval()(torch.empty(1, 3, 64, 64))
-        assert [o.shape[1] for o in outs] == arch['embed_dims'], name
-
-
-@pytest.mark.parametrize('cls', FAMILY_CLASSES, ids=lambda c: c.__name__)
-def test_out_indices_accept_an_int_negatives_and_repeats(cls):
-    dims = TINY_ARCHS[cls]['embed_dims']
-    for given, expected in ((2, [2]), ((3, -3, 1, 3), [1, 3]), ([-1], [3])):
-        model = build_tiny(cls, out_indices=given).eval()
-        assert model.out_indices == expected
-        with torch.no_grad():
-            outs = model(torch.randn(1, 3, 32, 32))
-        assert [o.shape[1] for o in outs] == [dims[i] for i in expected]
-
-
-@pytest.mark.parametrize('cls', FAMILY_CLASSES, ids=lambda c: c.__name__)
-def test_norm_eval_holds_every_batchnorm(cls):
-    """``norm_eval`` keeps every BatchNorm, SyncBN included (upstream RMT's escaped its
-    BatchNorm2d check), in eval mode with frozen statistics, and nothing else; without it the
-    statistics update as in upstream fine-tuning."""
-    x = torch.randn(2, 3, 64, 64)
-    for norm_type in ('BN', 'SyncBN'):
-        model = build_tiny(cls, norm_eval=True, norm_cfg=dict(type=norm_type, requires_grad=True))
-        assert model.train() is model
-        bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-        assert bns and all(not b.training for b in bns)
-        assert all(m.training for m in model.modules() if not isinstance(m, _BatchNorm))
-        if norm_type == 'SyncBN':  # cannot run without a process group; modes only
-            assert all(isinstance(b, nn.SyncBatchNorm) for b in bns)
-            continue
-        before = [b.running_mean.clone() for b in bns]
-        model(x)
-        assert all(torch.equal(b.running_mean, m) for b, m in zip(bns, before))
-    plain = build_tiny(cls).train()
-    bns = [m for m in plain.modules() if isinstance(m, _BatchNorm)]
-    assert all(b.training for b in bns)
-    before = [b.running_mean.clone() for b in bns]
-    plain(x)
-    assert all(not torch.equal(b.running_mean, m) for b, m in zip(bns, before))
-
-
-# --------------------------------------------------------------------------- a new family
 
 
 class ToyBlock(nn.Module):

@@ -19,10 +19,10 @@ from rmt_mm.errors import CheckpointError
 from rmt_mm.models import RMT
 
 from helpers import REPO
+from helpers.archs import RMT_TOY_CLASSIFIER
 from helpers.bad_files import UNREADABLE, write_unreadable
 from helpers.det import DEMO_CONFIG, data_options
 from helpers.tools import assert_one_line_error, tool_main
-from helpers.toy_runner import MINI
 
 KINDS = sorted(UNREADABLE)
 
@@ -31,7 +31,7 @@ KINDS = sorted(UNREADABLE)
 def good(tmp_path_factory):
     """A backbone checkpoint (the converter's layout) of the toy arch."""
     path = tmp_path_factory.mktemp('good') / 'rmt_mini.pth'
-    torch.save({'state_dict': RMT(arch=MINI).state_dict(), 'meta': {}}, path)
+    torch.save({'state_dict': RMT(arch=RMT_TOY_CLASSIFIER).state_dict(), 'meta': {}}, path)
     return path
 
 
@@ -60,19 +60,20 @@ def _api_safe_load(path):
 
 
 def _api_backbone_loader(path):
-    load_backbone_checkpoint(RMT(arch=MINI), str(path))
+    load_backbone_checkpoint(RMT(arch=RMT_TOY_CLASSIFIER), str(path))
 
 
 def _api_init_cfg(path):
-    RMT(arch=MINI, init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+    RMT(arch=RMT_TOY_CLASSIFIER,
+        init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
 
 
 def _api_model_loader(path):
-    load_model_checkpoint(RMT(arch=MINI), str(path))
+    load_model_checkpoint(RMT(arch=RMT_TOY_CLASSIFIER), str(path))
 
 
 def _api_mmengine_loader(path):  # any mmengine path: load_from, resume, other modules' init_cfg
-    load_checkpoint(RMT(arch=MINI), str(path))
+    load_checkpoint(RMT(arch=RMT_TOY_CLASSIFIER), str(path))
 
 
 @pytest.mark.parametrize('kind', KINDS)
@@ -98,7 +99,7 @@ def test_python_api(entry, kind, good, tmp_path):
 
 def test_loader_touches_nothing_when_refusing(good, tmp_path):
     path, _, _ = write_unreadable('tensor data short', good, tmp_path)
-    model = RMT(arch=MINI)
+    model = RMT(arch=RMT_TOY_CLASSIFIER)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(CheckpointError):
         load_backbone_checkpoint(model, str(path))
@@ -179,9 +180,9 @@ def test_good_files_still_load(good, tmp_path):
     legacy = tmp_path / 'legacy.pth'
     torch.save(torch.load(good, weights_only=True), legacy, _use_new_zipfile_serialization=False)
     for path in (good, legacy):
-        model = RMT(arch=MINI)
+        model = RMT(arch=RMT_TOY_CLASSIFIER)
         load_backbone_checkpoint(model, str(path))
         assert all(torch.equal(v, safe_load(str(good))['state_dict'][k])
                    for k, v in model.state_dict().items())
-        load_model_checkpoint(RMT(arch=MINI), str(path))
-        load_checkpoint(RMT(arch=MINI), str(path))
+        load_model_checkpoint(RMT(arch=RMT_TOY_CLASSIFIER), str(path))
+        load_checkpoint(RMT(arch=RMT_TOY_CLASSIFIER), str(path))

@@ -4,7 +4,6 @@ import ast
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Dict, Set
 
@@ -110,100 +109,23 @@ PLAIN_PYTORCH = [m for m in MODULES if m.startswith('rmt_mm.models')] + [
     'rmt_mm.checkpoints.atomic', 'rmt_mm.checkpoints.backbone', 'rmt_mm.checkpoints.convert',
     'rmt_mm.checkpoints.reading', 'rmt_mm.export']
 OPENMMLAB = ('mmengine', 'mmcv', 'mmdet', 'mmseg')
-
-#: One fresh interpreter runs every import check below: it imports torch (shared by all), then
-#: forks one child per check, so each child starts with nothing of rmt_mm or OpenMMLab loaded;
-#: then it imports the slow third-party modules and forks one child per package module (each
-#: imported first in its process). Every child prints one json line ``[check, outcome]``.
-IMPORT_CHECKS = textwrap.dedent("""
-    import importlib, importlib.abc, json, os, sys, traceback
-    import torch  # noqa: F401
-
-    class Block(importlib.abc.MetaPathFinder):
-        \"\"\"Refuses to import the OpenMMLab packages, as an environment without them would.\"\"\"
-        def find_spec(self, name, path, target=None):
-            if name.split('.')[0] in OPENMMLAB:
-                raise ImportError(f'{name} is blocked')
-
-    def openmmlab_loaded():
-        return sorted({m.split('.')[0] for m in sys.modules} & set(OPENMMLAB))
-
-    def plain_pytorch():
-        sys.meta_path.insert(0, Block())
-        for name in PLAIN_PYTORCH:
-            importlib.import_module(name)
-        return 'ok'
-
-    def block_catches_plugin():
-        sys.meta_path.insert(0, Block())
-        try:
-            import rmt_mm.plugin  # noqa: F401
-        except BaseException:
-            return traceback.format_exc()
-        return 'imported'
-
-    def models_change_nothing():
-        from rmt_mm.models import RMT
-        model = RMT(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=CHECKPOINT))
-        model.init_weights()
-        model.eval()(torch.zeros(1, 3, 64, 64))
-        return openmmlab_loaded()
-
-    def plugin_loads():
-        import rmt_mm.plugin  # noqa: F401
-        from mmdet.registry import DATASETS, MODELS
-        from mmengine.registry import HOOKS
-        assert MODELS.get('RMT') and DATASETS.get('CheckedCocoDataset')
-        assert HOOKS.get('StrictLoadHook')
-        return sorted(m for m in sys.modules if m.startswith('rmt_mm'))
-
-    def in_child(name, check):
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                outcome = check()
-            except BaseException:
-                outcome = 'failed: ' + traceback.format_exc()
-            print(json.dumps([name, outcome]), flush=True)
-            os._exit(0)
-        os.waitpid(pid, 0)
-
-    assert not [m for m in sys.modules if m.startswith('rmt_mm')]
-    for check in (plain_pytorch, block_catches_plugin, models_change_nothing, plugin_loads):
-        in_child(check.__name__, check)
-
-    import mmengine.model, mmcv.cnn  # noqa: F401,E401  (shared, slow third-party imports)
-    failed = []
-    for name in MODULES:
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                importlib.import_module(name)
-            except BaseException as err:
-                print(f'{name}: {type(err).__name__}: {err}', file=sys.stderr, flush=True)
-                os._exit(1)
-            os._exit(0)
-        if os.waitpid(pid, 0)[1]:
-            failed.append(name)
-    print(json.dumps(['every_module_alone', failed]), flush=True)
-""")
-
+#: Runs every import check below in one fresh interpreter (forking a child per check).
+PROBE = Path(__file__).resolve().parent / 'helpers' / 'layout_probe.py'
 
 @pytest.fixture(scope='module')
 def import_checks(tmp_path_factory) -> Dict[str, object]:
-    """``{check: outcome}`` of the fresh interpreter above; its stderr under ``'stderr'``."""
+    """``{check: outcome}`` of the import checks in a fresh interpreter (``PROBE``); its stderr
+    under ``'stderr'``."""
     import torch
 
     from rmt_mm.models import RMT
 
     checkpoint = tmp_path_factory.mktemp('layout') / 'rmt_t.pth'
     torch.save({'state_dict': RMT(arch='tiny').state_dict()}, checkpoint)
-    script = (f'MODULES = {MODULES!r}\nPLAIN_PYTORCH = {PLAIN_PYTORCH!r}\n'
-              f'OPENMMLAB = {OPENMMLAB!r}\nCHECKPOINT = {str(checkpoint)!r}\n' + IMPORT_CHECKS)
-    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                            timeout=600)
+    settings = dict(modules=MODULES, plain_pytorch=PLAIN_PYTORCH, openmmlab=OPENMMLAB,
+                    checkpoint=str(checkpoint))
+    result = subprocess.run([sys.executable, str(PROBE), json.dumps(settings)],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     outcomes = dict(json.loads(line) for line in result.stdout.splitlines()
                     if line.startswith('["'))

@@ -4,9 +4,7 @@ import torch
 
 from rmt_mm.models import RMT, masa, masa_blocked, speedups
 
-MINI = dict(embed_dims=[16, 32, 64, 96], depths=[1, 1, 2, 1], num_heads=[2, 2, 4, 4],
-            init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[3, 3, 3, 3],
-            chunkwise_recurrents=[True, True, False, False], layerscales=[False, False, True, True])
+from helpers.archs import RMT_TWO_FULL_STAGES
 
 
 def _sequences(t: torch.Tensor) -> torch.Tensor:
@@ -16,8 +14,8 @@ def _sequences(t: torch.Tensor) -> torch.Tensor:
 
 def pair(impl='sdpa', **kwargs):
     torch.manual_seed(0)
-    ref = RMT(arch=MINI, attn_impl='reference', drop_path_rate=0.0, **kwargs)
-    fast = RMT(arch=MINI, attn_impl=impl, drop_path_rate=0.0, **kwargs)
+    ref = RMT(arch=RMT_TWO_FULL_STAGES, attn_impl='reference', drop_path_rate=0.0, **kwargs)
+    fast = RMT(arch=RMT_TWO_FULL_STAGES, attn_impl=impl, drop_path_rate=0.0, **kwargs)
     fast.load_state_dict(ref.state_dict())
     return ref, fast
 
@@ -68,8 +66,10 @@ def test_forward_and_gradients_match_reference(impl, hw, block_mode, record_pari
 def test_in_place_residuals_train_with_drop_path_and_layerscale():
     """The fast path's in-place residual adds keep autograd exact under stochastic depth."""
     torch.manual_seed(0)
-    ref = RMT(arch=MINI, attn_impl='reference', drop_path_rate=0.5, norm_eval=True)
-    fast = RMT(arch=MINI, attn_impl='blocked', drop_path_rate=0.5, norm_eval=True)
+    ref = RMT(arch=RMT_TWO_FULL_STAGES, attn_impl='reference', drop_path_rate=0.5,
+              norm_eval=True)
+    fast = RMT(arch=RMT_TWO_FULL_STAGES, attn_impl='blocked', drop_path_rate=0.5,
+               norm_eval=True)
     fast.load_state_dict(ref.state_dict())
     # float64: only the fast path's float32 rotary/decay tables differ (~1e-8); a slip is O(1)
     ref, fast = ref.double(), fast.double()
@@ -182,7 +182,7 @@ def test_cached_tables_follow_loaded_buffers():
 
 def test_unknown_impl_is_reported():
     with pytest.raises(ValueError, match='attn_impl'):
-        RMT(arch=MINI, attn_impl='flash9')
+        RMT(arch=RMT_TWO_FULL_STAGES, attn_impl='flash9')
 
 
 def _speedup_flags(model):
@@ -195,19 +195,19 @@ def _speedup_flags(model):
 def test_cpu_speedups_are_one_switch_of_their_own():
     """``cpu_speedups`` turns the three measures on or off with any kernel (by default: off
     only for ``reference``), and the numbers do not move."""
-    assert _speedup_flags(RMT(arch=MINI, attn_impl='reference')) == {False}
-    assert _speedup_flags(RMT(arch=MINI, attn_impl='auto')) == {True}
+    assert _speedup_flags(RMT(arch=RMT_TWO_FULL_STAGES, attn_impl='reference')) == {False}
+    assert _speedup_flags(RMT(arch=RMT_TWO_FULL_STAGES, attn_impl='auto')) == {True}
     torch.manual_seed(0)
-    base = RMT(arch=MINI, attn_impl='reference', cpu_speedups=False, drop_path_rate=0.0,
-               norm_eval=True)
+    base = RMT(arch=RMT_TWO_FULL_STAGES, attn_impl='reference', cpu_speedups=False,
+               drop_path_rate=0.0, norm_eval=True)
     x = torch.randn(2, 3, 40, 56)
     with torch.no_grad():
         expected = base.eval()(x)
     _weighted_sum(base.train()(x)).backward()
     for impl in ('reference', 'blocked'):
         for on in (False, True):
-            model = RMT(arch=MINI, attn_impl=impl, cpu_speedups=on, drop_path_rate=0.0,
-                        norm_eval=True)
+            model = RMT(arch=RMT_TWO_FULL_STAGES, attn_impl=impl, cpu_speedups=on,
+                        drop_path_rate=0.0, norm_eval=True)
             model.load_state_dict(base.state_dict())
             assert _speedup_flags(model) == {on}
             with torch.no_grad():

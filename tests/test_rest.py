@@ -1,25 +1,22 @@
-"""ResT v1 / ResTv2 backbones: upstream parity, checkpoint layout, any input size and the
-training switch frozen_stages (norm_eval, with_cp: test_backbone_contract.py)."""
+"""ResT v1 / ResTv2 backbones: upstream parity, checkpoint layout, the default drop-path rates,
+single-token attention, upstream's initialisation and the arch tables (what every family
+satisfies, e.g. any input size and frozen_stages: test_backbones.py)."""
 import json
-import math
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from rmt_mm.models import ResT, ResTV2
 from rmt_mm.models import rest as rest_v1
 from rmt_mm.models import restv2 as rest_v2
 from rmt_mm.models.rest_common import tokens_to_map
 
-from helpers import fixture_dir
-from helpers.archs import REST_TINY, RESTV2_TINY
+from helpers import fixture_dir, one_intra_op_thread
+from helpers.archs import tiny_arch
 
-# The upstream-produced fixtures use these tiny archs (checked against their configs below).
-TINY = {'v1': REST_TINY, 'v2': RESTV2_TINY}
 CLASSES = {'v1': ResT, 'v2': ResTV2}
 TAGS = {'v1': 'rest_v1_tiny', 'v2': 'rest_v2_tiny'}
 INPUTS = ['x_64x96', 'x_128x128']
@@ -28,12 +25,9 @@ STAGES = ['stage1', 'stage2', 'stage3', 'stage4']
 
 @pytest.fixture(autouse=True, scope='module')
 def _single_thread():
-    """Tiny tensors: one intra-op thread is faster and immune to contention on shared CPUs
-    (the fixtures were produced with one thread too)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """Tiny tensors on one thread (the fixtures were produced with one thread too)."""
+    with one_intra_op_thread():
+        yield
 
 
 def fixtures_dir() -> Path:
@@ -57,7 +51,7 @@ def manifest() -> dict:
 
 
 def build(version: str, **kwargs):
-    return CLASSES[version](dict(TINY[version]), **kwargs)
+    return CLASSES[version](tiny_arch(CLASSES[version]), **kwargs)
 
 
 def assert_parity(actual, ref, label, record_parity):
@@ -81,7 +75,7 @@ def load_upstream(model, state_dict):
 def test_fixture_config_is_the_tiny_arch(version):
     config = expected(version)['config']
     resolve = rest_v1.resolve_arch if version == 'v1' else rest_v2.resolve_arch
-    ours = resolve(dict(TINY[version], drop_path_rate=0.0))
+    ours = resolve(dict(tiny_arch(CLASSES[version]), drop_path_rate=0.0))
     for key, value in ours.items():
         assert config[key] == value, key
     if version == 'v1':
@@ -274,35 +268,11 @@ def test_key_shapes_and_params_match_official(name):
 def test_default_drop_path_is_upstream_detection_rate(cls, arch, rate):
     with torch.device('meta'):
         model = cls(arch)
-        no_drop = cls(arch, drop_path_rate=0.0)
     assert isinstance(model.stage1[0].drop_path, torch.nn.Identity)
     assert model.stage4[-1].drop_path.drop_prob == pytest.approx(rate)
-    blocks = [b for i in range(4) for b in no_drop.stage(i)]
-    assert all(isinstance(b.drop_path, torch.nn.Identity) for b in blocks)
 
 
-# --------------------------------------------------------------------------- any size
-
-
-@pytest.mark.parametrize('version', ['v1', 'v2'])
-@pytest.mark.parametrize('size', [(72, 104), (65, 97), (33, 47), (20, 31), (1, 1)])
-@pytest.mark.parametrize('train', [False, True])
-def test_any_input_size(version, size, train):
-    """Upstream crashes unless sizes are (nearly) multiples of 32; any size works here,
-    including 1-pixel stages (v1's instance norm of a 1x1 attention map)."""
-    torch.manual_seed(0)
-    model = build(version, drop_path_rate=0.1).train(train)
-    x = torch.randn(2, 3, *size)  # batch 2: train-mode BN needs >1 value per channel
-    outs = model(x)
-    h, w = size
-    for i, out in enumerate(outs):
-        stride = 2**(i + 2)
-        assert out.shape == (2, TINY[version]['embed_dims'][i], math.ceil(h / stride),
-                             math.ceil(w / stride))
-        assert torch.isfinite(out).all()
-    sum((o * torch.randn_like(o)).sum() for o in outs).backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+# --------------------------------------------------------------------------- single tokens
 
 
 def test_instance_norm_maps():
@@ -320,38 +290,6 @@ def test_v1_single_token_attention_is_projection_bias():
     attn = rest_v1.EMSA(16, 4, 1, qkv_bias=True, qk_scale=None, apply_transform=True)
     out = attn(torch.randn(3, 1, 16), (1, 1))
     torch.testing.assert_close(out, attn.proj.bias.expand(3, 1, 16))
-
-
-# --------------------------------------------------------------------------- training switches
-
-
-def bn_layers(module):
-    return [m for m in module.modules() if isinstance(m, _BatchNorm)]
-
-
-@pytest.mark.parametrize('version', ['v1', 'v2'])
-def test_frozen_stages(version):
-    model = build(version, frozen_stages=1)
-    model.train()
-    frozen = [model.stem, model.stage(0), model.output_norm(0)]
-    frozen_ids = {id(p) for m in frozen for p in m.parameters()}
-    for name, p in model.named_parameters():
-        assert p.requires_grad == (id(p) not in frozen_ids), name
-    assert all(not m.training for m in frozen)
-    assert model.embed(1).training and model.stage(1).training
-    stem_stats = [b.running_mean.clone() for b in bn_layers(model.stem)]
-    other_bns = [b for b in bn_layers(model) if b not in bn_layers(model.stem)]
-    other_stats = [b.running_mean.clone() for b in other_bns]
-    sum(o.sum() for o in model(torch.randn(2, 3, 64, 64))).backward()
-    for b, before in zip(bn_layers(model.stem), stem_stats):
-        assert torch.equal(b.running_mean, before)
-    for b, before in zip(other_bns, other_stats):  # v1 patch-embed BNs keep training
-        assert not torch.equal(b.running_mean, before)
-    assert all(p.grad is None for p in model.stage(0).parameters())
-    assert all(p.grad is not None for p in model.stage(1).parameters())
-
-    everything = build(version, frozen_stages=4)
-    assert not any(p.requires_grad for p in everything.parameters())
 
 
 # --------------------------------------------------------------------------- init and archs
@@ -381,12 +319,12 @@ def test_resolve_arch_names():
     cfg = rest_v2.resolve_arch('tiny')
     cfg['depths'][0] = 99  # a copy, not the table
     assert rest_v2.RESTV2_ARCHS['tiny']['depths'][0] == 1
-    custom = rest_v1.resolve_arch(dict(TINY['v1']))
+    custom = rest_v1.resolve_arch(tiny_arch(ResT))
     assert custom['qkv_bias'] and custom['apply_transform'] and custom['drop_path_rate'] == 0
 
 
 def bad(version, **changes):
-    arch = dict(TINY[version])
+    arch = tiny_arch(CLASSES[version])
     arch.update(changes)
     return {k: v for k, v in arch.items() if v is not None}
 

@@ -13,7 +13,9 @@ from helpers import fixture_dir
 from helpers.archs import REST_TINY, RESTV2_TINY
 from helpers.tools import call_tool
 
-TINY = {'v1': dict(REST_TINY, backbone='ResT'), 'v2': dict(RESTV2_TINY, backbone='ResTV2')}
+#: The converter's ``--arch`` JSON of each fixture arch: the family and the arch dict.
+ARCH_OPTIONS = {'v1': dict(REST_TINY, backbone='ResT'),
+                'v2': dict(RESTV2_TINY, backbone='ResTV2')}
 CLASSES = {'v1': ResT, 'v2': ResTV2}
 
 
@@ -28,9 +30,9 @@ def convert(src, dst, *args):
 def test_convert_then_init_cfg_reproduces_upstream_d2_features(tmp_path, version, file):
     fixtures = fixture_dir('rest')
     dst = tmp_path / 'converted.pth'
-    result = convert(fixtures / file, dst, '--arch', json.dumps(TINY[version]))
+    result = convert(fixtures / file, dst, '--arch', json.dumps(ARCH_OPTIONS[version]))
     assert result.returncode == 0, result.stderr
-    arch = {k: v for k, v in TINY[version].items() if k != 'backbone'}
+    arch = {k: v for k, v in ARCH_OPTIONS[version].items() if k != 'backbone'}
     model = CLASSES[version](arch, init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     model.init_weights()
     exp = torch.load(fixtures / f'rest_{version}_tiny_expected.pt')
@@ -46,7 +48,7 @@ def test_ema_weights_are_selectable(tmp_path):
     raw, ema = tmp_path / 'raw.pth', tmp_path / 'ema.pth'
     for dst, extra in ((raw, []), (ema, ['--ema'])):
         assert convert(fixtures / 'rest_v2_tiny_cls.pth', dst, '--arch',
-                       json.dumps(TINY['v2']), *extra).returncode == 0
+                       json.dumps(ARCH_OPTIONS['v2']), *extra).returncode == 0
     source = torch.load(fixtures / 'rest_v2_tiny_cls.pth', weights_only=False)
     key = 'stage3.0.attn.q.weight'
     assert torch.equal(torch.load(raw)['state_dict'][key], source['model'][key])

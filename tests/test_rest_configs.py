@@ -9,9 +9,10 @@ import torch
 from mmengine.optim import build_optim_wrapper
 from torch import nn
 
+from rmt_mm import models
 from rmt_mm.models import REST_ARCHS, RESTV2_ARCHS
 
-from helpers.archs import REST_TINY, RESTV2_TINY
+from helpers.archs import RESTV2_TINY, tiny_arch
 from helpers.configs import family_configs, load
 from helpers.det import build_detector, check_loss_and_predict, train_short_sides
 from helpers.seg import check_loss_and_predict as check_seg_loss_and_predict
@@ -178,13 +179,12 @@ def test_model_has_upstream_parameter_count(name):
 #: every config's full-size wiring is checked on the meta device below.
 FULL_ARCH = {'maskrcnn_rest_s_coco', 'retinanet_rest_s_coco', 'maskrcnn_restv2_t_ms-3x_coco',
              'upernet_restv2_t_ade20k-512x512-160k'}
-TINY = dict(ResT=REST_TINY, ResTV2=RESTV2_TINY)
 
 
 @pytest.mark.parametrize('name', DET_CONFIGS)
 def test_detector_trains_and_predicts(name):
     """v1's frozen stem and stage 1 get no gradient, v2 trains everything."""
-    arch = None if name in FULL_ARCH else copy.deepcopy(TINY[RECIPES[name][1]])
+    arch = None if name in FULL_ARCH else tiny_arch(getattr(models, RECIPES[name][1]))
     model = build_detector(config(name), arch)
     check_loss_and_predict(model, model.backbone.stage4, RECIPES[name][0] == 'MaskRCNN')
     frozen = [p for m in (model.backbone.stem, model.backbone.stage1) for p in m.parameters()]

@@ -6,9 +6,7 @@ from torch import nn
 from rmt_mm.layer_decay import ResTStageDecayOptimizerConstructor
 from rmt_mm.models import RMT, ResT, ResTV2
 
-#: Smallest valid ResTv2 (one block per stage), so the model costs nothing to build.
-TINY_V2 = dict(embed_dims=[16, 32, 64, 128], depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
-               sr_ratios=[8, 4, 2, 1])
+from helpers.archs import build_tiny
 
 
 class _Model(nn.Module):
@@ -35,7 +33,7 @@ def _groups(model: nn.Module, decay_rate: float) -> dict:
 
 
 def test_restv2_multipliers_per_stage():
-    groups = _groups(_Model(ResTV2(TINY_V2)), 0.5)
+    groups = _groups(_Model(build_tiny(ResTV2)), 0.5)
     assert {name: groups[name] for name in [
         'backbone.stem.proj.0.weight', 'backbone.stem.norm.bias', 'backbone.stage1.0.attn.q.weight',
         'backbone.patch_2.proj.weight', 'backbone.patch_3.pos.pa_conv.weight',

@@ -16,9 +16,10 @@ from helpers import REPO
 from helpers.seg import DEMO_CONFIG, seg_batch
 from helpers.tools import call_tool, run_tool
 
-# The demo config on 6+3 images of ~56x72 pixels, for 3 iterations of 2 images.
-TINY = ['train_dataloader.batch_size=2', 'train_cfg.max_iters=3',
-        'default_hooks.checkpoint.interval=3']
+#: ``--cfg-options`` of a short run: the demo config on 6+3 images of ~56x72 pixels, for 3
+#: iterations of 2 images.
+SHORT_RUN_OPTIONS = ['train_dataloader.batch_size=2', 'train_cfg.max_iters=3',
+                             'default_hooks.checkpoint.interval=3']
 
 
 def tool(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -49,7 +50,7 @@ def tiny_set(tmp_path_factory) -> Path:
 def trained(tiny_set, tmp_path_factory) -> Path:
     work_dir = tmp_path_factory.mktemp('train')
     result = tool('train.py', str(DEMO_CONFIG), '--work-dir', str(work_dir),
-                      '--cfg-options', *TINY, *data_options(tiny_set))
+                      '--cfg-options', *SHORT_RUN_OPTIONS, *data_options(tiny_set))
     assert result.returncode == 0, result.stderr[-3000:]
     ckpt = work_dir / 'iter_3.pth'
     assert ckpt.is_file() and (work_dir / 'last_checkpoint').read_text().strip() == str(ckpt)

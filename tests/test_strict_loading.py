@@ -21,8 +21,11 @@ from helpers.bad_files import write_unreadable
 from helpers.det import DEMO_CONFIG
 from helpers.tools import assert_one_line_error, tool_main
 
-TINY = "custom RMT (embed_dims [16, 32, 64, 96], depths [1, 2, 2, 1], num_heads [2, 2, 4, 4])"
-BUILDS = f'config builds MaskRCNN with a {TINY} backbone + neck, roi_head, rpn_head'
+#: How messages name a model of ``RMT_TINY``.
+RMT_TINY_DESCRIPTION = ('custom RMT (embed_dims [16, 32, 64, 96], depths [1, 2, 2, 1], '
+                        'num_heads [2, 2, 4, 4])')
+BUILDS = (f'config builds MaskRCNN with a {RMT_TINY_DESCRIPTION} backbone + neck, roi_head, '
+          'rpn_head')
 CLASS_LAYERS = ['roi_head.bbox_head.fc_cls', 'roi_head.bbox_head.fc_reg',
                 'roi_head.mask_head.conv_logits']
 

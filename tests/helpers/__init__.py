@@ -8,9 +8,12 @@ toy training run (``toy_runner``).
 helpers report their values as the tests' own do.
 """
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / 'configs'
@@ -26,3 +29,15 @@ def fixture_dir(family: str) -> Path:
             pytest.fail(f'parity fixtures not found at {path}')
         pytest.skip(f'parity fixtures not found at {path} (set RMT_MM_FIXTURES)')
     return path
+
+
+@contextmanager
+def one_intra_op_thread() -> Iterator[None]:
+    """torch on one intra-op thread: faster for tiny tensors and immune to contention on shared
+    CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -19,9 +19,10 @@ from torch.utils.data import Dataset
 
 from rmt_mm.models import RMT
 
-MINI = dict(embed_dims=[8, 16, 16, 16], depths=[1, 1, 1, 1], num_heads=[2, 2, 2, 2],
-            init_values=[2, 2, 2, 2], heads_ranges=[4, 4, 6, 6], mlp_ratios=[2, 2, 2, 2],
-            chunkwise_recurrents=[True, True, False, False], layerscales=[False, False, True, True])
+if __package__:
+    from .archs import RMT_TOY_CLASSIFIER
+else:  # run as a script: this folder is sys.path[0]
+    from archs import RMT_TOY_CLASSIFIER
 
 
 class ToyClassifier(BaseModel):
@@ -31,7 +32,7 @@ class ToyClassifier(BaseModel):
 
     def __init__(self, stochastic=False):
         super().__init__()
-        self.backbone = RMT(arch=MINI, drop_path_rate=0.2 if stochastic else 0.0)
+        self.backbone = RMT(arch=RMT_TOY_CLASSIFIER, drop_path_rate=0.2 if stochastic else 0.0)
         self.head = nn.Linear(16, 3)
         self.stochastic = stochastic
 
