@@ -3,9 +3,9 @@ position tables handed to the kernels in the autocast dtype."""
 import pytest
 import torch
 
-from rmt_mm.benchmark import AUTOCAST_GRAD_TOL, AUTOCAST_TOL, rel_l2_err, rel_max_err, run_model
 from rmt_mm.models import RMT
 from rmt_mm.models import masa as masa_module
+from rmt_mm.parity import AUTOCAST_GRAD_TOL, AUTOCAST_TOL, rel_l2_err, rel_max_err, run_model
 
 from helpers.archs import build_tiny
 

@@ -20,12 +20,12 @@ from rmt_mm.models import RMT
 
 from helpers import CONFIG_DIR
 from helpers.archs import tiny_arch
-from helpers.tools import assert_one_line_error, call_tool
+from helpers.tools import assert_one_line_error, call_tool, run_tool
 
 DEPLOY_DIR = CONFIG_DIR / 'deploy'
 needs_mmdeploy = pytest.mark.skipif(dep.mmdeploy_missing() is not None,
-                                    reason='mmdeploy is not installed (the OneDL stack has none; '
-                                    "pip install 'rmt_mm[deploy]')")
+                                    reason='mmdeploy is not installed (it runs on the 2024 '
+                                    'stack only: make env STACK=openmmlab)')
 
 
 def write_image(path, h: int, w: int, seed: int = 0) -> str:
@@ -94,11 +94,22 @@ def comparisons(run):
     return [line for line in run.stdout.splitlines() if line.endswith('OK') or 'MISMATCH' in line]
 
 
+def assert_only_results(run) -> None:
+    """Quiet by default: the export's line, the SDK folder's and the comparisons, nothing else
+    (no mmengine log, no checkpoint-loading print, no tracer warning)."""
+    lines = run.stdout.splitlines()
+    assert lines[0].endswith(' s)') and 'takes' in lines[0], run.stdout
+    assert 'mmdeploy SDK model folder' in lines[1], run.stdout
+    assert len(lines) == 2 + len(comparisons(run)), run.stdout
+    assert not run.stderr, run.stderr
+
+
 def check_detections(deploy_name, config, ckpt, images, work_dir, *extra):
     """Export and compare on ``images`` (the first traced on): every PyTorch detection has a
     twin agreeing to float precision."""
     run = run_deploy(deploy_name, config, ckpt, images[0], work_dir, *extra)
-    assert run.returncode == 0 and 'takes' in run.stdout, run.stdout + run.stderr
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert_only_results(run)
     cfg = dep.load_deploy_config(str(DEPLOY_DIR / f'{deploy_name}.py'))
     from rmt_mm.cli import load_config
     model_cfg, _ = load_config(config)
@@ -175,7 +186,7 @@ def under_rewriters(fn):
 
 @needs_mmdeploy
 def test_rpn_proposals_are_mmdets(two_stage_heads):
-    """rmt_mm.deploy.rpn_proposals gives mmdet's proposals (per-level NMS, no score
+    """rmt_mm.deploy.rewriters.rpn_proposals gives mmdet's proposals (per-level NMS, no score
     threshold); mmdeploy's own rewrite does not (scores around 0.02 are below its 0.05)."""
     rpn, _, test_cfg = two_stage_heads
     gen, (h, w) = torch.Generator().manual_seed(0), (96, 128)
@@ -195,7 +206,7 @@ def test_rpn_proposals_are_mmdets(two_stage_heads):
 @needs_mmdeploy
 @pytest.mark.parametrize('class_agnostic', [False, True])
 def test_rcnn_detections_are_mmdets(two_stage_heads, class_agnostic):
-    """rmt_mm.deploy.rcnn_detections gives mmdet's detections (each class its own box);
+    """rmt_mm.deploy.rewriters.rcnn_detections gives mmdet's detections (each class its own box);
     mmdeploy's own rewrite does not (every class of a RoI gets its best class's box). A
     class-agnostic head (Cascade R-CNN's usual) shares one box among the classes."""
     from mmdet.registry import MODELS
@@ -239,7 +250,44 @@ def check_segmentation(deploy_name, config, ckpt, images, work_dir, *extra):
     lines = comparisons(run)
     print('\n'.join(lines))
     assert run.returncode == 0 and len(lines) == len(images), run.stdout + run.stderr
+    assert_only_results(run)
     return lines
+
+
+def test_quiet_keeps_warnings_logs_and_prints_out():
+    """What a deploy runs under (rmt_mm.deploy.quiet): warnings, mmengine's log records below
+    ERROR and prints stay out unless ``verbose``; errors still come through."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    from mmengine.logging import MMLogger, print_log
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = MMLogger.get_current_instance()
+    handler = Collect()
+    logger.addHandler(handler)
+    try:
+        for verbose in (True, False):
+            seen, out = [], io.StringIO()
+            with contextlib.redirect_stdout(out), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter('always')
+                with dep.quiet(verbose):
+                    warnings.warn('a tracer warning', UserWarning, stacklevel=1)
+                    print('Loads checkpoint')
+                    print_log('an info record', logger='current', level=logging.INFO)
+                    print_log('an error record', logger='current', level=logging.ERROR)
+            seen += [out.getvalue()] + [str(w.message) for w in caught]
+            shown = {m for m in ('a tracer warning', 'Loads checkpoint', 'an info record',
+                                 'an error record') if any(m in s for s in seen)}
+            assert shown == ({'a tracer warning', 'Loads checkpoint', 'an info record',
+                              'an error record'} if verbose else {'an error record'}), shown
+    finally:
+        logger.removeHandler(handler)
 
 
 @needs_mmdeploy
@@ -273,8 +321,8 @@ def test_missing_mmdeploy(monkeypatch, images, tmp_path):
     monkeypatch.setitem(sys.modules, 'mmdeploy', None)
     run = run_deploy('detection_onnxruntime_dynamic', CONFIG_DIR / 'retinanet_rmt_t_coco.py',
                      tmp_path / 'none.pth', images['square'], tmp_path)
-    assert_one_line_error(run.returncode, run.stderr, 'needs mmdeploy',
-                          "pip install 'rmt_mm[deploy]'")
+    assert_one_line_error(run.returncode, run.stderr, 'needs mmdeploy', 'torch 2.1',
+                          'mmcv 2.1.0', 'make env STACK=openmmlab', "pip install 'rmt_mm[deploy]'")
 
 
 @pytest.fixture(scope='module')
@@ -319,3 +367,30 @@ def test_size_the_model_cannot_take(retina, images, tmp_path):
     run = run_deploy('detection_onnxruntime_static', *retina, images['square'], tmp_path / 'out',
                      '--shape', '0', '64')
     assert_one_line_error(run.returncode, run.stderr, '--shape', 'two positive integers')
+
+
+#: Runs tools/deploy.py (argv after ``--``) in a process without mmdet (importing it fails as
+#: where it is not installed).
+WITHOUT_MMDET = '''
+import importlib.abc, runpy, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] == 'mmdet':
+            raise ModuleNotFoundError(f'No module named {name!r}')
+sys.meta_path.insert(0, Block())
+sys.argv = sys.argv[sys.argv.index('--'):]
+sys.argv[0] = 'tools/deploy.py'
+runpy.run_path('tools/deploy.py', run_name='__main__')
+'''
+
+
+@needs_mmdeploy
+def test_segmentation_deploy_imports_no_mmdet(images, tmp_path):
+    """A segmentation deploy checks its images, checkpoint and configs without mmdet (the
+    image check used to live beside mmdet's CocoDataset): here it gets as far as the static
+    config's missing size."""
+    config, ckpt = tiny_config('demo/fpn_rmt_t_shapes-seg', tmp_path, None)
+    run = run_tool(['-c', WITHOUT_MMDET, '--', DEPLOY_DIR / 'segmentation_onnxruntime_static.py',
+                    config, ckpt, images['square'], '--work-dir', tmp_path / 'out'],
+                   check=False)
+    assert_one_line_error(run.returncode, run.stderr, 'static deploy config needs', '--shape')

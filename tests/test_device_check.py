@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from rmt_mm.benchmark import PARITY_TOL, kernels
+from rmt_mm.parity import PARITY_TOL, kernels
 
 from helpers.tools import tool_module
 

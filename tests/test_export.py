@@ -142,10 +142,16 @@ def test_benchmark_measures_onnxruntime_beside_eager(capsys):
     assert len(numbers) == 12 and all(v > 0 for v in numbers), row
 
 
-def test_benchmark_onnx_is_cpu_inference(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        tool_main('benchmark')(['--onnx', 'torchscript', '--mode', 'train'])
-    assert '--onnx measures CPU float32 inference' in str(exit_info.value.code)
+@pytest.mark.parametrize('argv, parts', [
+    (['--onnx', 'torchscript', '--mode', 'train'], ['--onnx measures CPU float32 inference']),
+    (['--arch', 't', 'xl', '--repeats', '0'], ['--arch xl', 'not an RMT size']),
+    (['--size', '0', '64', '--repeats', '0'], ['--size 0 64', 'positive integers']),
+])
+def test_benchmark_refuses_bad_arguments_in_one_line(argv, parts):
+    """A wrong argument is named before anything is built (a size or arch the memory child
+    cannot take used to surface as the parent's CalledProcessError)."""
+    run = call_tool('benchmark', *argv)
+    assert_one_line_error(run.returncode, run.stderr, *parts)
 
 
 def test_a_static_file_folds_no_attention_table(tmp_path):

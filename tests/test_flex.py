@@ -11,10 +11,10 @@ import warnings
 import pytest
 import torch
 
-from rmt_mm.benchmark import AUTOCAST_TOL
 from rmt_mm.models import RMT, masa_flex
 from rmt_mm.models.masa import ATTN_IMPLS, RelPos2d, masa, masa_decomposed
 from rmt_mm.models.masa_flex import FlexFallbackWarning, masa_decomposed_flex, masa_full_flex
+from rmt_mm.parity import AUTOCAST_TOL
 
 from helpers.archs import tiny_arch
 

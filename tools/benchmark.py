@@ -30,7 +30,11 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from rmt_mm.benchmark import build, rss_mb, step, time_interleaved
+from rmt_mm.benchmark import build, step
+from rmt_mm.cli import run_cli
+from rmt_mm.errors import ConfigError
+from rmt_mm.models import RMT
+from rmt_mm.timing import rss_mb, time_interleaved
 
 ONNXRUNTIME = 'onnxruntime'
 
@@ -90,8 +94,16 @@ def cpu_memory(args: argparse.Namespace, arch: str, impl: str, mode: str,
            '--threads', str(torch.get_num_threads()), '--fast', args.fast]
     if args.with_cp:
         cmd.append('--with-cp')
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode:  # the child's own one-line error, not the CalledProcessError around it
+        raise RuntimeError(f'{arch} {impl} {mode}: {last_line(run.stderr)}')
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of ``text`` (where a traceback or ``error:`` says why)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1].removeprefix('error: ') if lines else 'failed without a message'
 
 
 def run_case(args: argparse.Namespace, arch: str, mode: str) -> Dict[str, Dict]:
@@ -148,17 +160,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def check_args(args: argparse.Namespace) -> None:
+    """One :class:`ConfigError` naming the argument that cannot be measured."""
+    unknown = [a for a in args.arch
+               if RMT.arch_aliases.get(a.lower(), a.lower()) not in RMT.arch_zoo]
+    if unknown:
+        raise ConfigError(f'--arch {" ".join(unknown)}: not an RMT size; one of '
+                          f'{", ".join([*RMT.arch_zoo, *RMT.arch_aliases])}')
+    if len(args.size) != 2 or min(args.size) < 1 or args.batch < 1:
+        raise ConfigError(f'--size {args.size[0]} {args.size[1]} --batch {args.batch}: '
+                          'positive integers expected')
+    if args.onnx and (args.device != 'cpu' or args.dtype != 'float32' or args.mode != ['infer']
+                      or args.with_cp):
+        raise ConfigError('--onnx measures CPU float32 inference: use it with --device cpu '
+                          '--mode infer and without --dtype/--with-cp')
+
+
+def benchmark(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(peak_rss_case(args, json.loads(args.child))))
-        return
-    if args.onnx and (args.device != 'cpu' or args.dtype != 'float32' or args.mode != ['infer']
-                      or args.with_cp):
-        sys.exit('--onnx measures CPU float32 inference: use it with --device cpu --mode infer '
-                 'and without --dtype/--with-cp')
+        return 0
+    check_args(args)
     base, other = compared(args)
     mem_col = 'peak GPU MiB' if args.device == 'cuda' else 'peak RSS MiB (above libraries)'
     lines = [
@@ -191,7 +215,12 @@ def main(argv=None) -> None:
     if args.out:
         with open(args.out, 'w') as f:
             f.write(table + '\n')
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(benchmark, parse_args(argv))
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -16,7 +16,7 @@ import rmt_mm.plugin  # noqa: E402,F401  (registration, safe checkpoint loading)
 from rmt_mm.checkpoints.model import load_model_checkpoint
 from rmt_mm.checkpoints.reading import check_checkpoint_file
 from rmt_mm.cli import add_debug_arg, add_loading_args, load_config, run_cli
-from rmt_mm.datasets.checked_coco import image_file_problem
+from rmt_mm.datasets.images import image_file_problem
 from rmt_mm.errors import ConfigError, DataError
 
 

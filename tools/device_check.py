@@ -29,22 +29,21 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from rmt_mm.benchmark import (
+from rmt_mm.benchmark import build, step
+from rmt_mm.flops import forward_flops
+from rmt_mm.models import RMT
+from rmt_mm.models.masa import FAST_KERNELS
+from rmt_mm.parity import (
     AUTOCAST_GRAD_TOL,
     AUTOCAST_TOL,
     PARITY_TOL,
-    build,
-    forward_flops,
     kernels,
     rel_l2_err,
     rel_max_err,
     run_model,
-    step,
-    time_interleaved,
     trains_on,
 )
-from rmt_mm.models import RMT
-from rmt_mm.models.masa import FAST_KERNELS
+from rmt_mm.timing import time_interleaved
 
 
 def _table(header: Sequence[str], rows: List[Sequence]) -> str:

@@ -5,31 +5,15 @@ import logging
 import os.path as osp
 from typing import List, Optional
 
-import mmcv
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.api_wrappers import COCO
 from mmengine.fileio import get_local_path
 from mmengine.logging import print_log
 
 from .coco_checks import DataError, check_coco, drop_problems, read_coco_json, summarise
+from .images import image_file_problem
 
 POLICIES = ('error', 'drop')
-
-
-def image_file_problem(path: str) -> Optional[str]:
-    """Why the image file at ``path`` cannot be used, or ``None`` if it decodes."""
-    try:
-        with open(path, 'rb') as f:
-            data = f.read()
-    except OSError as err:
-        return f'cannot be read ({err.strerror})'
-    if not data:
-        return 'empty file'
-    try:
-        decoded = mmcv.imfrombytes(data)
-    except Exception as err:  # decoders raise various types for damaged data
-        return f'cannot be decoded as an image ({type(err).__name__}: {err})'
-    return None if decoded is not None else 'cannot be decoded as an image'
 
 
 class CheckedCocoDataset(CocoDataset):
