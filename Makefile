@@ -9,7 +9,7 @@ export STACK RMT_MM_VENV
 PY := $(RMT_MM_VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo demo-seg test zoo
+.PHONY: env demo demo-seg demo-dino demo-mask2former test zoo
 env:
 	bash scripts/setup_env.sh
 
@@ -29,6 +29,12 @@ demo: env
 	$(DEMO_RUN) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK) --cfg-options train_cfg.val_interval=1000000
 	$(DEMO_RUN) tools/demo.py data/shapes_coco/val/000001.png $(DEMO_CONFIG) $(DEMO_CKPT) --out $(DEMO_WORK)/result.png
 	$(DEMO_RUN) tools/test.py $(DEMO_CONFIG) $(DEMO_CKPT) --work-dir $(DEMO_WORK)/test
+
+# The same demos with the query-based heads: DINO (boxes) and Mask2Former (semantic).
+demo-dino:
+	$(MAKE) demo DEMO_CONFIG=configs/demo/dino-4scale_rmt-t_shapes.py DEMO_WORK=work_dirs/demo-dino
+demo-mask2former:
+	$(MAKE) demo-seg SEG_CFG=configs/demo/mask2former_rmt-t_shapes-seg.py SEG_DIR=work_dirs/demo-mask2former
 
 zoo: env
 	$(PY) tools/model_zoo.py

@@ -6,13 +6,11 @@
 #       --arch rest_small
 # or override model.backbone.init_cfg.checkpoint. Batch: 2 images/GPU x 8 GPUs = upstream's 16.
 _base_ = [
-    'mmdet::_base_/models/mask-rcnn_r50_fpn.py', 'mmdet::_base_/datasets/coco_instance.py',
-    './_base_/schedules/rest_d2_1x.py', 'mmdet::_base_/default_runtime.py'
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_/datasets/coco_instance.py',
+    './_base_/schedules/rest_d2_1x.py', './_base_/det_runtime.py'
 ]
-
-# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
-# tools/train.py and test.py, `mim train`, the Inferencers.
-custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
+# The dataset and runtime bases add the plugin import, COCO file checks, strict loading and
+# crash-safe checkpoints (docs/checkpoints.md).
 
 # Input normalisation (inherited from mmdet): RGB with ImageNet mean/std, the statistics the
 # ImageNet weights were trained with. Deliberately not upstream's: its v1 runs fed BGR images
@@ -44,10 +42,4 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
-# COCO files checked when loaded; checkpoints loaded strictly, saved crash-safely (see
-# docs/checkpoints.md).
-train_dataloader = dict(
-    dataset=dict(type='CheckedCocoDataset', pipeline=train_pipeline))
-val_dataloader = test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
-default_hooks = dict(
-    strict_load=dict(type='StrictLoadHook'), checkpoint=dict(type='AtomicCheckpointHook'))
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -6,11 +6,12 @@
 #       --arch restv2_tiny
 # or override model.backbone.init_cfg.checkpoint. Batch: 2 images/GPU x 8 GPUs = upstream's 16.
 # Input normalisation (inherited from mmdet): RGB with ImageNet mean/std, as upstream's v2 runs.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-
-# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
-# tools/train.py and test.py, `mim train`, the Inferencers.
-custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_/datasets/coco_instance.py',
+    'mmdet::_base_/schedules/schedule_1x.py', './_base_/det_runtime.py'
+]
+# The dataset and runtime bases add the plugin import, COCO file checks, strict loading and
+# crash-safe checkpoints (docs/checkpoints.md).
 
 model = dict(
     backbone=dict(
@@ -41,13 +42,7 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs'),
 ]
-# COCO files checked when loaded; checkpoints loaded strictly, saved crash-safely (see
-# docs/checkpoints.md).
-train_dataloader = dict(
-    dataset=dict(type='CheckedCocoDataset', pipeline=train_pipeline))
-val_dataloader = test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
-default_hooks = dict(
-    strict_load=dict(type='StrictLoadHook'), checkpoint=dict(type='AtomicCheckpointHook'))
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 
 # AdamW, weight decay 0.05 except on norm layers (detectron2 0.6: WEIGHT_DECAY_NORM 0), mixed
 # precision with a dynamic loss scale (AMP), and the full model's gradient L2 norm clipped to
@@ -73,4 +68,3 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[27, 33],
          gamma=0.1)
 ]
-auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -4,11 +4,12 @@
 # point at it, e.g. `--cfg-options model.backbone.init_cfg.checkpoint=checkpoints/rmt_s_in1k.pth`.
 # Batch: 2 images/GPU. Upstream did not state its GPU count; we assume 8 GPUs (16 images), the
 # base of `--auto-scale-lr`.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-
-# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
-# tools/train.py and test.py, `mim train`, the Inferencers.
-custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py', './_base_/datasets/coco_instance.py',
+    'mmdet::_base_/schedules/schedule_1x.py', './_base_/det_runtime.py'
+]
+# The dataset and runtime bases add the plugin import, COCO file checks, strict loading and
+# crash-safe checkpoints (docs/checkpoints.md).
 
 model = dict(
     backbone=dict(
@@ -23,14 +24,6 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/rmt_s_in1k.pth')),
     neck=dict(in_channels=[64, 128, 256, 512]))
 
-# COCO files checked when loaded; checkpoints loaded strictly, saved crash-safely (see
-# docs/checkpoints.md).
-train_dataloader = dict(batch_size=2, num_workers=2,
-                        dataset=dict(type='CheckedCocoDataset'))
-val_dataloader = test_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
-default_hooks = dict(
-    strict_load=dict(type='StrictLoadHook'), checkpoint=dict(type='AtomicCheckpointHook'))
-
 # AdamW without weight decay on parameters whose name contains 'norm': the block LayerNorms,
 # output norms and patch-merging BNs (not the stem BNs, named patch_embed.proj.N), as upstream.
 optim_wrapper = dict(
@@ -38,5 +31,3 @@ optim_wrapper = dict(
     loss_scale='dynamic',
     optimizer=dict(_delete_=True, type='AdamW', lr=4e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(custom_keys=dict(norm=dict(decay_mult=0.0))))
-
-auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -133,3 +133,32 @@ def test_segmentation_apis(family, photos, tmp_path):
         assert vis.shape == (*shape, 3)
         assert np.array_equal(label_map, result.pred_sem_seg.data[0].numpy())
     assert [image_size(tmp_path / 'out' / 'vis' / Path(p).name) for p in paths] == shapes
+
+
+def test_query_head_inferencers(photos, tmp_path):
+    """DetInferencer with DINO and MMSegInferencer with Mask2Former (the demo configs, random
+    weights): boxes inside each photo, label maps and visualisations at its resolution."""
+    from mmdet.apis import DetInferencer, init_detector
+    from mmseg.apis import MMSegInferencer, init_model
+    paths, shapes = zip(*[(str(path), shape) for path, shape in photos.values()])
+
+    cfg, _ = load('demo/dino-4scale_rmt-t_shapes')
+    model = init_detector(copy.deepcopy(cfg), None, device='cpu')
+    model.dataset_meta = dict(classes=cfg.metainfo['classes'])
+    inferencer = DetInferencer(cfg, weights=save_weights(model, tmp_path / 'dino.pth'),
+                               device='cpu', show_progress=False)
+    out = inferencer(list(paths), return_vis=True, return_datasamples=True)
+    for sample, vis, (h, w) in zip(out['predictions'], out['visualization'], shapes):
+        boxes = sample.pred_instances.bboxes
+        assert len(boxes) == cfg.model.test_cfg.max_per_img and vis.shape == (h, w, 3)
+        assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+
+    cfg, _ = load('demo/mask2former_rmt-t_shapes-seg')
+    model = init_model(copy.deepcopy(cfg), None, device='cpu')
+    model.dataset_meta = dict(classes=cfg.classes, palette=[[i * 40] * 3 for i in range(6)])
+    inferencer = MMSegInferencer(cfg, weights=save_weights(model, tmp_path / 'm2f.pth'),
+                                 device='cpu')
+    out = inferencer(list(paths), return_vis=True)
+    for label_map, vis, shape in zip(out['predictions'], out['visualization'], shapes):
+        assert label_map.shape == shape and vis.shape == (*shape, 3)
+        assert int(label_map.max()) < len(cfg.classes)

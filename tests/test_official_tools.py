@@ -126,3 +126,33 @@ def test_mmseg_train_then_test(ade_set, tmp_path):
     metrics = logged_metrics(tmp_path / 'test')
     assert 0 <= metrics['mIoU'] <= 100 and {'aAcc', 'mAcc'} <= set(metrics), metrics
     assert 'per class results' in result.stdout + result.stderr
+
+
+DINO_DEMO = 'configs/demo/dino-4scale_rmt-t_shapes.py'
+MASK2FORMER_DEMO = 'configs/demo/mask2former_rmt-t_shapes-seg.py'
+
+
+def test_mmdet_tools_run_dino(coco_set, tmp_path):
+    """DINO (the demo config: the RMT-T recipe with thinner transformers) through mmdet's own
+    train.py, with its end-of-training evaluation, and test.py."""
+    options = data_options(coco_set, img_scale=96) + [
+        'train_cfg.max_iters=1', 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1']
+    run_tool([official('mmdet', 'train.py'), DINO_DEMO, '--work-dir', str(tmp_path / 'train'),
+              '--cfg-options', *options])
+    assert 'coco/bbox_mAP' in logged_metrics(tmp_path / 'train')
+    run_tool([official('mmdet', 'test.py'), DINO_DEMO, str(tmp_path / 'train' / 'iter_1.pth'),
+              '--work-dir', str(tmp_path / 'test'), '--cfg-options', *options])
+    assert 0 <= logged_metrics(tmp_path / 'test')['coco/bbox_mAP'] <= 1
+
+
+def test_mmseg_tools_run_mask2former(ade_set, tmp_path):
+    """Mask2Former (the demo config) through mmseg's own train.py and test.py."""
+    options = [f'{loader}.dataset.data_root={ade_set}'
+               for loader in ('train_dataloader', 'test_dataloader')]
+    run_tool([official('mmseg', 'train.py'), MASK2FORMER_DEMO, '--work-dir',
+              str(tmp_path / 'train'), '--cfg-options', *options, 'train_cfg.max_iters=1',
+              'default_hooks.checkpoint.interval=1'])
+    checkpoint = str(tmp_path / 'train' / 'iter_1.pth')
+    run_tool([official('mmseg', 'test.py'), MASK2FORMER_DEMO, checkpoint, '--work-dir',
+              str(tmp_path / 'test'), '--cfg-options', *options])
+    assert 0 <= logged_metrics(tmp_path / 'test')['mIoU'] <= 100

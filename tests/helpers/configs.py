@@ -17,6 +17,8 @@ FAMILIES = {
     'rmt_seg': '*_rmt_*_ade20k-*.py',  # test_seg_configs.py
     'rest_det': '*_rest*_coco.py',  # test_rest_configs.py
     'rest_seg': '*_rest*_ade20k-*.py',  # test_rest_configs.py
+    'dino': 'dino-*_coco.py',  # test_query_heads.py
+    'mask2former_seg': 'mask2former_*_ade20k-*.py',  # test_query_heads.py
 }
 
 
