@@ -30,7 +30,11 @@ raises an error. torch's CPU template computes ``q k^T`` with a micro-GEMM over 
 length is a multiple of the float vector width and that width is below 16 (AVX2, NEON): it
 reads keys past the sequence and writes scores past its buffer, over the softmax's running
 maxima, so outputs come out wrong or NaN (docs/kernels.md). On such hosts the keys and values
-are padded to a multiple of :data:`CPU_GEMM_BLOCK_N` and ``score_mod`` masks the padding.
+are padded to a multiple of :data:`CPU_GEMM_BLOCK_N`, and the padding is masked inside the
+``q k^T`` product (:func:`_pad_keys`), not by ``score_mod``: a ``score_mod`` that compares
+``kv_idx`` with the symbolic sequence length makes torch 2.13's CPU template write C++ that does
+not compile (``'cur_kvSplitSize5' was not declared``; it renames its block-size arguments by
+text replacement, which also hits a size argument whose name starts the same).
 
 Tensors use the map-shaped, head-split layout ``(B, H, W, heads, head_dims)``; ``q`` comes
 rotated and multiplied by the attention scale. FlexAttention exists from torch 2.5 and is
@@ -38,7 +42,7 @@ imported on first use.
 """
 import types
 import warnings
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +53,8 @@ from .masa_blocked import requires_grad
 
 #: Keys per column block of the ``q k^T`` micro-GEMM in torch's CPU FlexAttention template.
 CPU_GEMM_BLOCK_N = 16
+#: The score of a padding key: ``exp`` of it, less any real score, is 0 in every float type.
+PAD_SCORE = -1e30
 
 Fallback = Callable[[], Tensor]
 #: ``bias(h, q_idx, kv_idx)``: MaSA's decay term for ``score_mod``.
@@ -85,16 +91,10 @@ _WARNED: List[str] = []
 
 
 def _flex(q: Tensor, k: Tensor, v: Tensor, bias: Bias) -> Tensor:
-    """``softmax(q k^T + bias) v`` on ``(batch, heads, L, d)`` tensors. Keys past the queries'
-    length are padding (see the module docstring) and masked out."""
-    length = q.shape[-2]
-    padded = k.shape[-2] != length
-
-    def score_mod(score, b, h, q_idx, kv_idx):
-        score = score + bias(h, q_idx, kv_idx)
-        return torch.where(kv_idx < length, score, -float('inf')) if padded else score
-
-    return _FLEX['fn'](q, k, v, score_mod=score_mod, scale=1.0)
+    """``softmax(q k^T + bias) v`` on ``(batch, heads, L, d)`` tensors (keys and values padded
+    as the module docstring says)."""
+    return _FLEX['fn'](q, k, v, score_mod=lambda score, b, h, i, j: score + bias(h, i, j),
+                       scale=1.0)
 
 
 def _line(q: Tensor, k: Tensor, v: Tensor, decay: Tensor) -> Optional[Tensor]:
@@ -167,6 +167,18 @@ def _check_trainable(*tensors: Tensor) -> None:
             "(inference works); use attn_impl='blocked' or 'sdpa' to train on CPU")
 
 
+def _pad_keys(q: Tensor, k: Tensor, v: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """Keys and values padded to a multiple of :data:`CPU_GEMM_BLOCK_N`, on token-major
+    ``(batch, L, heads, d)`` tensors. The padding is masked through the product itself: ``q``
+    and ``k`` get one more dimension, 1 in every query, 0 in the keys and :data:`PAD_SCORE` in
+    the padding, whose scores are thus far below any key's (no size reaches ``score_mod``)."""
+    pad = (0, 0, 0, 0, 0, -k.shape[1] % CPU_GEMM_BLOCK_N)
+    mask = F.pad(torch.zeros_like(k[..., :1]), pad, value=PAD_SCORE)
+    k = torch.cat([F.pad(k, pad), mask], -1)
+    q = torch.cat([q, torch.ones_like(q[..., :1])], -1)
+    return q, k, F.pad(v, pad)
+
+
 def _attend(fn: Callable, q: Tensor, k: Tensor, v: Tensor, *args) -> Optional[Tensor]:
     """``fn`` compiled, on token-major ``(batch, L, heads, d)`` tensors; the same layout out.
 
@@ -178,8 +190,7 @@ def _attend(fn: Callable, q: Tensor, k: Tensor, v: Tensor, *args) -> Optional[Te
     constant, and cost a recompilation at the next size. Inside the caller's own
     ``torch.compile``, ``fn`` is simply traced into the caller's graph."""
     if k.shape[1] % CPU_GEMM_BLOCK_N and cpu_keys_need_padding(k.device):
-        pad = (0, 0, 0, 0, 0, -k.shape[1] % CPU_GEMM_BLOCK_N)
-        k, v = F.pad(k, pad), F.pad(v, pad)
+        q, k, v = _pad_keys(q, k, v)
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))
     if torch.compiler.is_compiling():
         out = fn(q, k, v, *args)
