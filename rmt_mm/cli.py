@@ -110,9 +110,9 @@ def check_paths(cfg: Config, splits: Sequence[str]) -> None:
 def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
                      allow_nonfinite: bool = False) -> None:
     """Make sure the run loads checkpoints strictly, writes them crash-safely and resumes an
-    epoch loop where it stopped (:mod:`rmt_mm.checkpoints.hooks`), also for configs that do not
-    ask for it, and apply the tools' ``--partial-load``/``--allow-nonfinite`` to the strict
-    loader."""
+    epoch loop where it stopped (:mod:`rmt_mm.checkpoints.hooks`, :mod:`rmt_mm.engine.hooks`),
+    also for configs that do not ask for it, and apply the tools'
+    ``--partial-load``/``--allow-nonfinite`` to the strict loader."""
     hooks = cfg.setdefault('default_hooks', {})
     strict = hooks.get('strict_load') or dict(type='StrictLoadHook')
     if allow_partial:
