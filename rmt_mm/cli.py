@@ -109,9 +109,9 @@ def check_paths(cfg: Config, splits: Sequence[str]) -> None:
 
 def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
                      allow_nonfinite: bool = False) -> None:
-    """Make sure the run loads checkpoints strictly, writes them crash-safely and resumes an
-    epoch loop where it stopped (:mod:`rmt_mm.checkpoints.hooks`, :mod:`rmt_mm.engine.hooks`),
-    also for configs that do not ask for it, and apply the tools'
+    """Make sure the run loads checkpoints strictly, writes them crash-safely, resumes an epoch
+    loop where it stopped and saves on preemption (:mod:`rmt_mm.checkpoints.hooks`,
+    :mod:`rmt_mm.engine.hooks`), also for configs that do not ask for it, and apply the tools'
     ``--partial-load``/``--allow-nonfinite`` to the strict loader."""
     hooks = cfg.setdefault('default_hooks', {})
     strict = hooks.get('strict_load') or dict(type='StrictLoadHook')
@@ -121,6 +121,7 @@ def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
         strict['allow_nonfinite'] = True
     hooks['strict_load'] = strict
     hooks.setdefault('mid_epoch_resume', dict(type='MidEpochResumeHook'))
+    hooks.setdefault('preemption', dict(type='PreemptionHook'))
     checkpoint = hooks.get('checkpoint')
     if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
                                                              'mmengine.CheckpointHook'):

@@ -1,4 +1,6 @@
-"""Exact ``--resume`` of an epoch-based loop from a checkpoint written within an epoch."""
+"""Exact ``--resume`` of an epoch-based loop from a checkpoint written within an epoch, and the
+world size a resumed run must keep."""
+from mmengine.dist import get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
@@ -40,12 +42,27 @@ class MidEpochResumeHook(Hook):
     by loading and dropping the batches with workers (whose generators then advance as in the
     uninterrupted run). Iteration-based loops skip trained batches themselves. The resumed
     epoch's ``batch_idx`` (and the log's batch count) starts from 0.
+
+    Where a run stands in its data depends on the number of processes (each rank's sampler
+    takes every world-size-th sample, and an iteration is world size x batch size samples), so
+    checkpoints record the world size and a resume with another one is refused, naming both.
     """
 
     priority = 'LOW'  # after DistSamplerSeedHook has set the sampler's epoch
 
     def __init__(self) -> None:
         self._skip = 0
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault('meta', {})['world_size'] = get_world_size()
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        saved = checkpoint.get('meta', {}).get('world_size')
+        if runner._resume and saved is not None and saved != get_world_size():
+            raise CheckpointError(
+                f'{runner._load_from}: saved by {saved} processes, this run has '
+                f'{get_world_size()}; resume it with {saved} processes, or start a new run '
+                f'from its weights (--cfg-options load_from={runner._load_from}, no --resume)')
 
     def before_train(self, runner) -> None:
         loop = runner.train_loop
