@@ -29,12 +29,13 @@ from .checkpoints import mmengine_io
 from .checkpoints.hooks import AtomicCheckpointHook, StrictLoadHook
 from .checkpoints.reading import allow_globals
 from .datasets.transforms import CheckSegLabels
-from .engine.hooks import MidEpochResumeHook, RNGStateHook
+from .engine.hooks import MidEpochResumeHook, PreemptionHook, RNGStateHook
 from .engine.optimizers import ResTStageDecayOptimizerConstructor
 from .models import FAMILIES
 
 ROOT_MODULES: Dict[str, Iterable[type]] = dict(
-    HOOKS=(RNGStateHook, MidEpochResumeHook, StrictLoadHook, AtomicCheckpointHook),
+    HOOKS=(RNGStateHook, MidEpochResumeHook, PreemptionHook, StrictLoadHook,
+           AtomicCheckpointHook),
     OPTIM_WRAPPER_CONSTRUCTORS=(ResTStageDecayOptimizerConstructor, ))
 
 
