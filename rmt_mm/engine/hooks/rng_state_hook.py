@@ -2,10 +2,11 @@
 numbers the uninterrupted run drew."""
 import logging
 import random
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
@@ -89,8 +90,14 @@ class RNGStateHook(Hook):
     Data loader workers have generators of their own, which mmengine seeds when they start:
     the skipped batches are loaded through them so that they advance as in the uninterrupted
     run, but persistent workers of an epoch loop carry them over epochs, which a resumed run
-    cannot reproduce (it warns). Only the first rank's states are saved (see
-    docs/checkpoints.md).
+    cannot reproduce (it warns).
+
+    With several processes every rank's states are saved (``rng_state_ranks``, indexed by
+    rank; ``rng_state`` is the first rank's) and each rank continues with its own: ranks draw
+    different amounts (different images, different numbers of proposals). mmengine calls
+    ``before_save_checkpoint`` on the first rank only, inside ``Runner.save_checkpoint``, which
+    every rank calls; so this hook wraps that method of its runner to gather the states of all
+    ranks first.
     """
 
     priority = 'VERY_LOW'  # after MidEpochResumeHook has positioned the resumed epoch
@@ -98,16 +105,37 @@ class RNGStateHook(Hook):
     def __init__(self) -> None:
         self._pending: Optional[dict] = None  # the states a resumed run continues with
         self._training: Optional[dict] = None  # the training states while a validation runs
+        self._ranks: Optional[List[dict]] = None  # every rank's states, for the next save
+
+    def _gather_before_saving(self, runner) -> None:
+        """Make ``runner.save_checkpoint`` gather every rank's states before it saves."""
+        save = runner.save_checkpoint
+
+        def gathering_save(*args, **kwargs):
+            self._ranks = all_gather_object(self._training or _capture_rng())
+            try:
+                return save(*args, **kwargs)
+            finally:
+                self._ranks = None
+
+        runner.save_checkpoint = gathering_save
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint['rng_state'] = self._training or _capture_rng()
+        if self._ranks is not None:
+            checkpoint['rng_state_ranks'] = self._ranks
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         state: Optional[dict] = checkpoint.get('rng_state')
+        ranks: Optional[List[dict]] = checkpoint.get('rng_state_ranks')
+        if ranks is not None and len(ranks) == get_world_size():
+            state = ranks[get_rank()]
         if state is not None and runner._resume:  # `load_from` alone starts a fresh run
             self._pending = state
 
     def before_train(self, runner) -> None:
+        if get_world_size() > 1:
+            self._gather_before_saving(runner)
         loop = runner.train_loop
         if self._pending is None or not isinstance(loop, EpochBasedTrainLoop):
             return
