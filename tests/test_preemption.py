@@ -3,6 +3,7 @@ iteration- and epoch-based loops, stops training after that iteration with one c
 exit status 75, and ``--resume`` (auto) from it ends bit-identical to the uninterrupted run. A
 second signal during the save changes nothing; a resume with another world size is refused.
 The same under torchrun and Slurm, with several processes: tests/test_cluster.py."""
+import errno
 import os
 import signal
 
@@ -40,8 +41,9 @@ class SignalIn(Hook):
 
 
 def _runner(work_dir, loop, hooks=(), **kwargs):
+    args = dict(LOOPS[loop], **kwargs)
     return make_runner(work_dir, hooks=HOOKS + list(hooks), stochastic=True, augment=True,
-                       checkpoint_type='AtomicCheckpointHook', **LOOPS[loop], **kwargs)
+                       checkpoint_type='AtomicCheckpointHook', **args)
 
 
 @pytest.fixture(scope='module')
@@ -125,3 +127,32 @@ def test_resume_with_another_world_size_is_refused(tmp_path, monkeypatch):
 def test_bad_arguments_are_named(kwargs, part):
     with pytest.raises(ConfigError, match=part):
         PreemptionHook(**kwargs)
+
+
+class DiskFullAfter(Hook):
+    """From the end of iteration ``n`` on, writing a file's data fails as on a full disk."""
+    priority = 'LOWEST'
+
+    def __init__(self, n: int, monkeypatch) -> None:
+        self.n, self.monkeypatch = n, monkeypatch
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 == self.n:
+            def full(fd):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.monkeypatch.setattr(os, 'fsync', full)
+
+
+def test_full_disk_during_a_save_is_one_line_and_keeps_the_previous_checkpoint(
+        uninterrupted, tmp_path, monkeypatch):
+    runner = _runner(tmp_path, 'iter', hooks=[DiskFullAfter(4, monkeypatch)], interval=4)
+    with pytest.raises(CheckpointError) as err:
+        runner.train()
+    monkeypatch.undo()
+    assert str(err.value) == (f'{tmp_path / "iter_8.pth"}: cannot write it (No space left on '
+                              'device); the previous file is kept')
+    assert [p.name for p in tmp_path.glob('*.pth')] == ['iter_4.pth']
+    assert not list(tmp_path.glob('.*.tmp'))  # no temporary file left
+    resumed = _runner(tmp_path, 'iter', resume=True, interval=4)
+    resumed.train()
+    _assert_identical(_state(resumed), uninterrupted('iter'))
