@@ -58,15 +58,17 @@ class PreemptionHook(Hook):
             raise ConfigError(f'PreemptionHook.exit_code: must be in 1..255, got {exit_code!r}')
         self.exit_code = exit_code
         self._received: Optional[signal.Signals] = None
-        self._received_in = 0  # the iteration (1-based) that was running when it came
+        self._received_in = 0  # the iteration (1-based) in progress when it came
+        # The iteration in progress, from the ranks' agreement on the one before to theirs on it.
         self._iter = 0
         self._previous: Dict[signal.Signals, object] = {}
 
     def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
         if self._received is None:
-            self._received, self._received_in = signal.Signals(signum), self._iter + 1
+            self._received, self._received_in = signal.Signals(signum), self._iter
 
     def before_train(self, runner) -> None:
+        self._iter = runner.iter + 1
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._on_signal)
 
@@ -78,13 +80,11 @@ class PreemptionHook(Hook):
     def after_run(self, runner) -> None:
         self._restore_handlers()
 
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        self._iter = runner.iter
-
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         flag = torch.tensor([0 if self._received is None else int(self._received)])
         all_reduce(flag, op='max')  # one rank's signal stops them all, after this iteration
         if not flag.item():
+            self._iter = runner.iter + 2  # a signal from now on stops the next iteration
             return
         done = runner.iter + 1
         heard = (f'{self._received.name} arrived in iteration {self._received_in}'
