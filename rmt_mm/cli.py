@@ -11,6 +11,7 @@ import logging
 import os
 import os.path as osp
 import re
+import subprocess
 import sys
 from typing import Callable, Iterator, Optional, Sequence, Tuple
 
@@ -186,17 +187,40 @@ def run_cli(body: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         return 2 if isinstance(err, ConfigError) else 1
 
 
-def setup_cpu_distributed(cfg: Config) -> None:
-    """Make ``--launcher pytorch`` work on machines without CUDA.
+def _slurm_environment() -> None:
+    """The variables mmengine's slurm launcher (``_init_dist_slurm``) derives from Slurm's, set
+    the same way: rank and world size from the task's, the first node of the job as master
+    (``MASTER_ADDR`` and ``MASTER_PORT``, default 29500, are kept if set)."""
+    try:
+        rank, ntasks = os.environ['SLURM_PROCID'], os.environ['SLURM_NTASKS']
+        nodes = os.environ['SLURM_NODELIST']
+    except KeyError as err:
+        raise ConfigError(f'--launcher slurm: {err.args[0]} is not set (start the tool with '
+                          'srun, e.g. tools/slurm_train.sh)') from None
+    if 'MASTER_ADDR' not in os.environ:
+        hosts = subprocess.run(['scontrol', 'show', 'hostnames', nodes], capture_output=True,
+                               text=True, check=False).stdout.split()
+        os.environ['MASTER_ADDR'] = hosts[0] if hosts else nodes
+    os.environ.setdefault('MASTER_PORT', '29500')
+    os.environ.update(RANK=rank, WORLD_SIZE=ntasks,
+                      LOCAL_RANK=os.environ.get('SLURM_LOCALID', '0'))
 
-    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and wraps the model in DDP with
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Make ``--launcher pytorch`` and ``--launcher slurm`` work on machines without CUDA.
+
+    mmengine's launchers call ``torch.cuda.set_device`` and wrap the model in DDP with
     ``device_ids=[LOCAL_RANK]``, both of which fail without CUDA. Here the process group is
     started with gloo (NCCL cannot run on CPU) before the runner is built, which then skips its
-    own initialisation, and DDP is configured without device ids.
+    own initialisation, and DDP is configured without device ids. For slurm the environment
+    comes from Slurm's variables as mmengine derives it. With CUDA, mmengine's own launchers
+    run unchanged.
     """
-    if cfg.get('launcher') != 'pytorch' or torch.cuda.is_available() \
+    if cfg.get('launcher') not in ('pytorch', 'slurm') or torch.cuda.is_available() \
             or torch_dist.is_initialized():
         return
+    if cfg.launcher == 'slurm':
+        _slurm_environment()
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg') or {})
     if dist_cfg.pop('backend', 'gloo') != 'gloo':
         print_log('no CUDA device: using the gloo backend instead of env_cfg.dist_cfg.backend',
