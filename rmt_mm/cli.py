@@ -198,8 +198,11 @@ def _slurm_environment() -> None:
         raise ConfigError(f'--launcher slurm: {err.args[0]} is not set (start the tool with '
                           'srun, e.g. tools/slurm_train.sh)') from None
     if 'MASTER_ADDR' not in os.environ:
-        hosts = subprocess.run(['scontrol', 'show', 'hostnames', nodes], capture_output=True,
-                               text=True, check=False).stdout.split()
+        try:
+            hosts = subprocess.run(['scontrol', 'show', 'hostnames', nodes], capture_output=True,
+                                   text=True, check=False).stdout.split()
+        except OSError:  # no scontrol here: a one-node list is its host already
+            hosts = []
         os.environ['MASTER_ADDR'] = hosts[0] if hosts else nodes
     os.environ.setdefault('MASTER_PORT', '29500')
     os.environ.update(RANK=rank, WORLD_SIZE=ntasks,
