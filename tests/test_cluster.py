@@ -240,7 +240,7 @@ def _evaluate(config: Path, checkpoint: str, options: List[str], slurm: Dict[str
                 slurm=['bash', 'tools/slurm_test.sh', 'debug', 'test', *args])
     found, predictions = {}, {}
     for name, command in runs.items():
-        out = tmp_path / f'{name}{out_suffix}'
+        out = tmp_path / 'predictions' / f'{name}{out_suffix}'  # beside the work dirs
         proc = run_tool([*command, '--work-dir', str(tmp_path / name), '--out', str(out),
                          '--cfg-options', *options],
                         env=dict(slurm, PORT=str(_free_port())), python_script=False)
