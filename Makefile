@@ -9,7 +9,7 @@ export STACK RMT_MM_VENV
 PY := $(RMT_MM_VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo demo-seg demo-dino demo-mask2former test zoo
+.PHONY: env demo demo-seg demo-dino demo-mask2former test test-cluster zoo
 env:
 	bash scripts/setup_env.sh
 
@@ -58,3 +58,8 @@ test: env
 	$(PY) -m ruff check .
 	$(RMT_MM_VENV)/bin/vermin --no-tips --violations --eval-annotations -t=3.9- rmt_mm tools tests configs
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The cluster tests (docs/cluster.md): torchrun preemption, two nodes, and a real one-node Slurm
+# (scripts/slurm_cluster.sh; installs slurm-wlm and munge as root, else those tests skip).
+test-cluster: env
+	RMT_MM_CLUSTER_TESTS=1 $(PY) -m pytest -q tests/test_cluster.py $(PYTEST_ARGS)

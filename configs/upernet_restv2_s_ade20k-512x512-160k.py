@@ -10,7 +10,7 @@ model = dict(
 
 # AdamW lr 1.5e-4, weight decay 0.05, with stage-wise lr decay 0.9. Upstream names a
 # 'stage_wise' LearningRateDecayOptimizerConstructor its repository never shipped (these configs
-# do not run there); ResTStageDecayOptimizerConstructor (rmt_mm/layer_decay.py) implements it:
+# do not run there); ResTStageDecayOptimizerConstructor (rmt_mm/engine/optimizers/) implements it:
 # lr x 0.9^5 for the stem, 0.9^(5-k) for stage k, x1 for the heads and the new output norms; no
 # weight decay on biases and norm weights.
 optim_wrapper = dict(

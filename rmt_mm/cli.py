@@ -11,6 +11,7 @@ import logging
 import os
 import os.path as osp
 import re
+import subprocess
 import sys
 from typing import Callable, Iterator, Optional, Sequence, Tuple
 
@@ -111,10 +112,10 @@ def check_paths(cfg: Config, splits: Sequence[str]) -> None:
 
 def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
                      allow_nonfinite: bool = False) -> None:
-    """Make sure the run loads checkpoints strictly, writes them crash-safely and resumes an
-    epoch loop where it stopped (:mod:`rmt_mm.checkpoints.hooks`), also for configs that do not
-    ask for it, and apply the tools' ``--partial-load``/``--allow-nonfinite`` to the strict
-    loader."""
+    """Make sure the run loads checkpoints strictly, writes them crash-safely, resumes an epoch
+    loop where it stopped and saves on preemption (:mod:`rmt_mm.checkpoints.hooks`,
+    :mod:`rmt_mm.engine.hooks`), also for configs that do not ask for it, and apply the tools'
+    ``--partial-load``/``--allow-nonfinite`` to the strict loader."""
     hooks = cfg.setdefault('default_hooks', {})
     strict = hooks.get('strict_load') or dict(type='StrictLoadHook')
     if allow_partial:
@@ -123,6 +124,7 @@ def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
         strict['allow_nonfinite'] = True
     hooks['strict_load'] = strict
     hooks.setdefault('mid_epoch_resume', dict(type='MidEpochResumeHook'))
+    hooks.setdefault('preemption', dict(type='PreemptionHook'))
     checkpoint = hooks.get('checkpoint')
     if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
                                                              'mmengine.CheckpointHook'):
@@ -187,17 +189,43 @@ def run_cli(body: Callable[[argparse.Namespace], int], args: argparse.Namespace)
         return 2 if isinstance(err, ConfigError) else 1
 
 
-def setup_cpu_distributed(cfg: Config) -> None:
-    """Make ``--launcher pytorch`` work on machines without CUDA.
+def _slurm_environment() -> None:
+    """The variables mmengine's slurm launcher (``_init_dist_slurm``) derives from Slurm's, set
+    the same way: rank and world size from the task's, the first node of the job as master
+    (``MASTER_ADDR`` and ``MASTER_PORT``, default 29500, are kept if set)."""
+    try:
+        rank, ntasks = os.environ['SLURM_PROCID'], os.environ['SLURM_NTASKS']
+        nodes = os.environ['SLURM_NODELIST']
+    except KeyError as err:
+        raise ConfigError(f'--launcher slurm: {err.args[0]} is not set (start the tool with '
+                          'srun, e.g. tools/slurm_train.sh)') from None
+    if 'MASTER_ADDR' not in os.environ:
+        try:
+            hosts = subprocess.run(['scontrol', 'show', 'hostnames', nodes], capture_output=True,
+                                   text=True, check=False).stdout.split()
+        except OSError:  # no scontrol here: a one-node list is its host already
+            hosts = []
+        os.environ['MASTER_ADDR'] = hosts[0] if hosts else nodes
+    os.environ.setdefault('MASTER_PORT', '29500')
+    os.environ.update(RANK=rank, WORLD_SIZE=ntasks,
+                      LOCAL_RANK=os.environ.get('SLURM_LOCALID', '0'))
 
-    mmengine's pytorch launcher calls ``torch.cuda.set_device`` and wraps the model in DDP with
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Make ``--launcher pytorch`` and ``--launcher slurm`` work on machines without CUDA.
+
+    mmengine's launchers call ``torch.cuda.set_device`` and wrap the model in DDP with
     ``device_ids=[LOCAL_RANK]``, both of which fail without CUDA. Here the process group is
     started with gloo (NCCL cannot run on CPU) before the runner is built, which then skips its
-    own initialisation, and DDP is configured without device ids.
+    own initialisation, and DDP is configured without device ids. For slurm the environment
+    comes from Slurm's variables as mmengine derives it. With CUDA, mmengine's own launchers
+    run unchanged.
     """
-    if cfg.get('launcher') != 'pytorch' or torch.cuda.is_available() \
+    if cfg.get('launcher') not in ('pytorch', 'slurm') or torch.cuda.is_available() \
             or torch_dist.is_initialized():
         return
+    if cfg.launcher == 'slurm':
+        _slurm_environment()
     dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg') or {})
     if dist_cfg.pop('backend', 'gloo') != 'gloo':
         print_log('no CUDA device: using the gloo backend instead of env_cfg.dist_cfg.backend',

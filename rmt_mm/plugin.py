@@ -5,7 +5,8 @@ and mmseg's own tools and Inferencers load it), and this repository's tools call
 else in the package changes the host framework: :mod:`rmt_mm.models` is plain PyTorch.
 :func:`install` is idempotent and does exactly this (docs/install.md lists it too):
 
-1. Registers the hooks (:mod:`rmt_mm.checkpoints.hooks`) and the ResT optimizer constructor in
+1. Registers the hooks (:mod:`rmt_mm.engine.hooks`, :mod:`rmt_mm.checkpoints.hooks`) and the
+   ResT optimizer constructor (:mod:`rmt_mm.engine.optimizers`) in
    mmengine's root registries, which every scope falls back to; the backbones in ``mmdet`` and
    ``mmseg`` ``MODELS``, ``CheckedCocoDataset`` in ``mmdet`` ``DATASETS`` and ``CheckSegLabels``
    in ``mmseg`` ``TRANSFORMS``, for each codebase that is installed.
@@ -25,20 +26,17 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .checkpoints import mmengine_io
-from .checkpoints.hooks import (
-    AtomicCheckpointHook,
-    MidEpochResumeHook,
-    RNGStateHook,
-    StrictLoadHook,
-)
+from .checkpoints.hooks import AtomicCheckpointHook, StrictLoadHook
 from .checkpoints.reading import allow_globals
 from .datasets.transforms import CheckSegLabels
-from .layer_decay import ResTStageDecayOptimizerConstructor
+from .engine.hooks import MidEpochResumeHook, PreemptionHook, RNGStateHook
+from .engine.optimizers import ResTStageDecayOptimizerConstructor
 from .log import quiet_codebase_import
 from .models import FAMILIES
 
 ROOT_MODULES: Dict[str, Iterable[type]] = dict(
-    HOOKS=(RNGStateHook, MidEpochResumeHook, StrictLoadHook, AtomicCheckpointHook),
+    HOOKS=(RNGStateHook, MidEpochResumeHook, PreemptionHook, StrictLoadHook,
+           AtomicCheckpointHook),
     OPTIM_WRAPPER_CONSTRUCTORS=(ResTStageDecayOptimizerConstructor, ))
 
 

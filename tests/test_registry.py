@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from rmt_mm.layer_decay import ResTStageDecayOptimizerConstructor
+from rmt_mm.engine.optimizers import ResTStageDecayOptimizerConstructor
 from rmt_mm.models import RMT, ResT, ResTV2
 
 from helpers import CONFIG_DIR

@@ -3,7 +3,7 @@ parameters, frozen parameters, and the settings and models it refuses."""
 import pytest
 from torch import nn
 
-from rmt_mm.layer_decay import ResTStageDecayOptimizerConstructor
+from rmt_mm.engine.optimizers import ResTStageDecayOptimizerConstructor
 from rmt_mm.models import RMT, ResT, ResTV2
 
 from helpers.archs import build_tiny

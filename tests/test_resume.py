@@ -10,8 +10,8 @@ import zipfile
 import pytest
 import torch
 
-from rmt_mm.checkpoints.hooks import RNGStateHook
 from rmt_mm.checkpoints.reading import safe_load
+from rmt_mm.engine.hooks import RNGStateHook
 from rmt_mm.errors import CheckpointError
 
 from helpers.det import DEMO_CONFIG, data_options

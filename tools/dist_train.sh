@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun: tools/dist_train.sh CONFIG NPROC_PER_NODE [train.py args]
-# Multi-node: run it on every node with NNODES, NODE_RANK, MASTER_ADDR (and PORT) set.
-# CPU-only (gloo): add --cfg-options env_cfg.dist_cfg.backend=gloo
+# Distributed training with torchrun, one process per GPU (gloo on a machine without CUDA).
+# Multi-node: run it on every node with the same NNODES, MASTER_ADDR (node 0's address) and
+# PORT, and NODE_RANK set to that node's rank, 0 to NNODES-1 (docs/cluster.md).
 set -euo pipefail
-CONFIG=$1
-NPROC=$2
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --nproc_per_node="$NPROC" \
-    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
-    "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+USAGE="usage: [NNODES=1 NODE_RANK=0 MASTER_ADDR=127.0.0.1 PORT=29500] $0 CONFIG NPROC_PER_NODE [train.py args]"
+source "$(dirname "${BASH_SOURCE[0]}")/launcher_lib.sh"
+need_args $# CONFIG NPROC_PER_NODE
+torchrun_tool "$2" train.py "$1" --launcher pytorch "${@:3}"

@@ -1,12 +1,15 @@
 """Writing files so that a crash at any moment leaves the old file or the complete new one,
 never a torn one: checkpoints, the converter's output, the ``last_checkpoint`` pointer."""
 import contextlib
+import errno
 import os
 import os.path as osp
 import uuid
 from typing import Any, BinaryIO, Iterator
 
 import torch
+
+from ..errors import CheckpointError
 
 
 def _fsync_dir(directory: str) -> None:
@@ -21,7 +24,8 @@ def _fsync_dir(directory: str) -> None:
 def atomic_open(path: str) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path`` for writing; on success make its content durable
     (fsync), rename it over ``path`` and fsync the directory, so a crash at any moment leaves
-    either the old file or the complete new one. On failure the temporary file is removed."""
+    either the old file or the complete new one. On failure the temporary file is removed; a
+    full disk (or quota) becomes a one-line :class:`CheckpointError` naming ``path``."""
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = osp.join(directory, f'.{osp.basename(path)}.{uuid.uuid4().hex[:8]}.tmp')
@@ -32,9 +36,12 @@ def atomic_open(path: str) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CheckpointError(f'{path}: cannot write it ({err.strerror}); the previous file '
+                                  'is kept') from None
         raise
     _fsync_dir(directory)
 

@@ -11,8 +11,8 @@ from typing import Dict, List, Optional
 from mmengine.optim import DefaultOptimWrapperConstructor
 from torch import nn
 
-from .models.rest_common import NUM_STAGES, ResTBackboneBase
-from .models.validation import is_number
+from ...models.rest_common import NUM_STAGES, ResTBackboneBase
+from ...models.validation import is_number
 
 #: Layer id of every parameter the stem, patch embeds and stage blocks do not own.
 TOP_LAYER_ID = NUM_STAGES + 1
