@@ -9,7 +9,7 @@ export STACK RMT_MM_VENV
 PY := $(RMT_MM_VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env demo demo-seg demo-dino demo-mask2former test test-cluster zoo
+.PHONY: env demo demo-seg demo-dino demo-mask2former test test-other-vector-path test-cluster zoo
 env:
 	bash scripts/setup_env.sh
 
@@ -63,3 +63,11 @@ test: env
 # (scripts/slurm_cluster.sh; installs slurm-wlm and munge as root, else those tests skip).
 test-cluster: env
 	RMT_MM_CLUSTER_TESTS=1 $(PY) -m pytest -q tests/test_cluster.py $(PYTEST_ARGS)
+
+# FlexAttention's CPU kernels as inductor generates them for the other vector path than this
+# CPU's own: without AVX2/AVX-512 vectors (keys unpadded) on a CPU whose vectors hold fewer than
+# 16 floats, else as for AVX2 (keys padded); see docs/kernels.md.
+OTHER_CAPABILITY = $$($(PY) -c "import torch; from rmt_mm.models.masa_flex import \
+	cpu_keys_need_padding as padded; print('default' if padded(torch.device('cpu')) else 'avx2')")
+test-other-vector-path: env
+	ATEN_CPU_CAPABILITY=$(OTHER_CAPABILITY) $(PY) -m pytest -q tests/test_flex.py $(PYTEST_ARGS)
