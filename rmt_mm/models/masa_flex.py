@@ -53,8 +53,6 @@ from .masa_blocked import requires_grad
 
 #: Keys per column block of the ``q k^T`` micro-GEMM in torch's CPU FlexAttention template.
 CPU_GEMM_BLOCK_N = 16
-#: The score of a padding key: ``exp`` of it, less any real score, is 0 in every float type.
-PAD_SCORE = -1e30
 
 Fallback = Callable[[], Tensor]
 #: ``bias(h, q_idx, kv_idx)``: MaSA's decay term for ``score_mod``.
@@ -170,10 +168,11 @@ def _check_trainable(*tensors: Tensor) -> None:
 def _pad_keys(q: Tensor, k: Tensor, v: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     """Keys and values padded to a multiple of :data:`CPU_GEMM_BLOCK_N`, on token-major
     ``(batch, L, heads, d)`` tensors. The padding is masked through the product itself: ``q``
-    and ``k`` get one more dimension, 1 in every query, 0 in the keys and :data:`PAD_SCORE` in
-    the padding, whose scores are thus far below any key's (no size reaches ``score_mod``)."""
+    and ``k`` get one more dimension, 1 in every query, 0 in the keys and the dtype's lowest
+    value in the padding, whose scores are thus far below any key's and vanish in the softmax
+    (no size reaches ``score_mod``)."""
     pad = (0, 0, 0, 0, 0, -k.shape[1] % CPU_GEMM_BLOCK_N)
-    mask = F.pad(torch.zeros_like(k[..., :1]), pad, value=PAD_SCORE)
+    mask = F.pad(torch.zeros_like(k[..., :1]), pad, value=torch.finfo(k.dtype).min)
     k = torch.cat([F.pad(k, pad), mask], -1)
     q = torch.cat([q, torch.ones_like(q[..., :1])], -1)
     return q, k, F.pad(v, pad)
