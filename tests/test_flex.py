@@ -201,6 +201,13 @@ def test_an_unfused_call_goes_to_the_fallback_with_one_warning(unfused_flex_call
     assert unfused_flex_calls == []
 
 
+def test_a_cpu_without_vector_code_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv('ATEN_CPU_CAPABILITY', 'default')
+    q, k, v = _projections(5, 6, 4, 16)
+    with pytest.raises(RuntimeError, match="needs AVX2 or AVX-512.*attn_impl='blocked'"):
+        masa_decomposed_flex(q, k, v, torch.zeros(4))
+
+
 def test_flex_is_a_listed_kernel():
     assert 'flex' in ATTN_IMPLS
 

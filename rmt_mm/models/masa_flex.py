@@ -158,8 +158,15 @@ def cpu_keys_need_padding(device: torch.device) -> bool:
 # ----------------------------------------------------------------------------- the kernels
 
 
-def _check_trainable(*tensors: Tensor) -> None:
-    if tensors[0].device.type == 'cpu' and requires_grad(*tensors):
+def _check_cpu(*tensors: Tensor) -> None:
+    if tensors[0].device.type != 'cpu':
+        return
+    if not _cpu_vector_floats():
+        raise RuntimeError(
+            "attn_impl='flex' on CPU needs AVX2 or AVX-512 code from inductor (torch's CPU "
+            'FlexAttention template does not build without vectors, e.g. under '
+            "ATEN_CPU_CAPABILITY=default); use attn_impl='blocked'")
+    if requires_grad(*tensors):
         raise RuntimeError(
             "attn_impl='flex' cannot train on CPU: torch has no FlexAttention backward for CPU "
             "(inference works); use attn_impl='blocked' or 'sdpa' to train on CPU")
@@ -220,7 +227,7 @@ def masa_full_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, width: int,
                    fallback: Optional[Fallback] = None) -> Tensor:
     """Full attention on the ``(B, heads, L, d)`` sequences of maps ``width`` tokens wide;
     ``fallback()`` computes the same if FlexAttention cannot run compiled."""
-    _check_trainable(q, k, v)
+    _check_cpu(q, k, v)
     out = _attend(_grid, *(t.transpose(1, 2) for t in (q, k, v)), decay, width)
     return _fall_back(fallback) if out is None else out.transpose(1, 2)
 
@@ -230,7 +237,7 @@ def masa_decomposed_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor,
     """Axial attention: within each row (W axis), then within each column (H axis), the rows'
     output as the columns' values; ``fallback()`` computes the same if FlexAttention cannot
     run compiled."""
-    _check_trainable(q, k, v)
+    _check_cpu(q, k, v)
     b, h, w, n, d = q.shape
 
     def columns(t: Tensor) -> Tensor:  # (B * W, H, heads, d), a copy even when B is 1
