@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,19 @@ def rmt_manifest(rmt_fixtures) -> dict:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+#: What torchrun and Slurm launchers read: a test that leaves one set misdirects every later
+#: multi-process test (a leaked MASTER_ADDR made torchrun wait for a host that does not exist).
+_LAUNCH_ENV = ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE', 'LOCAL_RANK')
+
+
+@pytest.fixture(autouse=True)
+def _launch_environment_kept():
+    before = {key: os.environ.get(key) for key in _LAUNCH_ENV}
+    yield
+    after = {key: os.environ.get(key) for key in _LAUNCH_ENV}
+    assert after == before, f'the test changed the launch environment: {before} -> {after}'
 
 
 @pytest.fixture(autouse=True)

@@ -57,7 +57,10 @@ def test_cpu_slurm_start_takes_mmengines_variables(monkeypatch):
     monkeypatch.setattr(cli.torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(torch_dist, 'init_process_group', lambda **kw: started.update(kw))
     for key in ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE', 'LOCAL_RANK'):
-        monkeypatch.delenv(key, raising=False)
+        # Set first so that monkeypatch removes what the launcher sets: a MASTER_ADDR left
+        # behind sends later torchrun tests to node7.
+        monkeypatch.setenv(key, '')
+        monkeypatch.delenv(key)
     monkeypatch.setenv('PATH', '')  # no scontrol: a one-node list names the host
     monkeypatch.setenv('SLURM_PROCID', '3')
     monkeypatch.setenv('SLURM_NTASKS', '4')

@@ -143,8 +143,8 @@ def test_query_head_inferencers(photos, tmp_path):
     paths, shapes = zip(*[(str(path), shape) for path, shape in photos.values()])
 
     cfg, _ = load('demo/dino-4scale_rmt-t_shapes')
-    torch.manual_seed(0)  # some random initialisations of DINO's heads predict NaN boxes
     model = init_detector(copy.deepcopy(cfg), None, device='cpu')
+    model.init_weights()  # init_detector leaves it to the checkpoint: level_embed is torch.empty
     model.dataset_meta = dict(classes=cfg.metainfo['classes'])
     inferencer = DetInferencer(cfg, weights=save_weights(model, tmp_path / 'dino.pth'),
                                device='cpu', show_progress=False)
@@ -156,6 +156,7 @@ def test_query_head_inferencers(photos, tmp_path):
 
     cfg, _ = load('demo/mask2former_rmt-t_shapes-seg')
     model = init_model(copy.deepcopy(cfg), None, device='cpu')
+    model.init_weights()
     model.dataset_meta = dict(classes=cfg.classes, palette=[[i * 40] * 3 for i in range(6)])
     inferencer = MMSegInferencer(cfg, weights=save_weights(model, tmp_path / 'm2f.pth'),
                                  device='cpu')

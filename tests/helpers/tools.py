@@ -6,11 +6,14 @@ import contextlib
 import importlib.util
 import io
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable, Dict, List, Optional, Sequence
+
+import pytest
 
 from . import REPO
 
@@ -57,8 +60,18 @@ def run_tool(args: Sequence[object], timeout: int = 600, env: Optional[Dict[str,
         full_env['PYTHONWARNINGS'] = 'ignore'
     full_env.update(env or {})
     cmd = ([sys.executable] if python_script else []) + [str(a) for a in args]
-    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    # Its own process group, so that a timeout stops the tool's workers too (torchrun's ranks
+    # would otherwise run on beside the rest of the suite) and the failure shows their output.
+    with subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            stdout, stderr = child.communicate()
+            pytest.fail(f'{" ".join(cmd)} ran past {timeout} s:\n{stdout[-3000:]}\n'
+                        f'{stderr[-5000:]}')
+    proc = subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
     if check:
         assert proc.returncode == 0, f'{" ".join(cmd)} failed:\n{proc.stdout[-3000:]}\n' \
                                      f'{proc.stderr[-5000:]}'
