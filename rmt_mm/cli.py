@@ -21,6 +21,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from .checkpoints.reading import check_checkpoint_file
+from .engine.hooks.rank_watchdog_hook import peer_lost
 from .errors import CheckpointError, ConfigError, DataError
 from .log import quiet_codebase_import
 
@@ -113,9 +114,10 @@ def check_paths(cfg: Config, splits: Sequence[str]) -> None:
 def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
                      allow_nonfinite: bool = False) -> None:
     """Make sure the run loads checkpoints strictly, writes them crash-safely, resumes an epoch
-    loop where it stopped and saves on preemption (:mod:`rmt_mm.checkpoints.hooks`,
-    :mod:`rmt_mm.engine.hooks`), also for configs that do not ask for it, and apply the tools'
-    ``--partial-load``/``--allow-nonfinite`` to the strict loader."""
+    loop where it stopped, saves on preemption and stops when a rank dies
+    (:mod:`rmt_mm.checkpoints.hooks`, :mod:`rmt_mm.engine.hooks`), also for configs that do not
+    ask for it, and apply the tools' ``--partial-load``/``--allow-nonfinite`` to the strict
+    loader."""
     hooks = cfg.setdefault('default_hooks', {})
     strict = hooks.get('strict_load') or dict(type='StrictLoadHook')
     if allow_partial:
@@ -125,6 +127,7 @@ def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),
     hooks['strict_load'] = strict
     hooks.setdefault('mid_epoch_resume', dict(type='MidEpochResumeHook'))
     hooks.setdefault('preemption', dict(type='PreemptionHook'))
+    hooks.setdefault('rank_watchdog', dict(type='RankWatchdogHook'))
     checkpoint = hooks.get('checkpoint')
     if checkpoint is not None and checkpoint.get('type') in ('CheckpointHook',
                                                              'mmengine.CheckpointHook'):
@@ -185,7 +188,7 @@ def run_cli(body: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     except Exception as err:
         if getattr(args, 'debug', False) or os.environ.get(DEBUG_ENV) == '1':
             raise
-        print(f'error: {error_line(err)}', file=sys.stderr)
+        print(f'error: {peer_lost(err) or error_line(err)}', file=sys.stderr)
         return 2 if isinstance(err, ConfigError) else 1
 
 

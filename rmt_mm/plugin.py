@@ -29,13 +29,13 @@ from .checkpoints import mmengine_io
 from .checkpoints.hooks import AtomicCheckpointHook, StrictLoadHook
 from .checkpoints.reading import allow_globals
 from .datasets.transforms import CheckSegLabels
-from .engine.hooks import MidEpochResumeHook, PreemptionHook, RNGStateHook
+from .engine.hooks import MidEpochResumeHook, PreemptionHook, RankWatchdogHook, RNGStateHook
 from .engine.optimizers import ResTStageDecayOptimizerConstructor
 from .log import quiet_codebase_import
 from .models import FAMILIES
 
 ROOT_MODULES: Dict[str, Iterable[type]] = dict(
-    HOOKS=(RNGStateHook, MidEpochResumeHook, PreemptionHook, StrictLoadHook,
+    HOOKS=(RNGStateHook, MidEpochResumeHook, PreemptionHook, RankWatchdogHook, StrictLoadHook,
            AtomicCheckpointHook),
     OPTIM_WRAPPER_CONSTRUCTORS=(ResTStageDecayOptimizerConstructor, ))
 

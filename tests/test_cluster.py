@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -61,10 +61,11 @@ def _options(shapes: str) -> List[str]:
 
 
 def _dist_train(work_dir: Path, shapes: str, nproc: int, *extra: str,
-                env: Optional[Dict[str, str]] = None, **popen) -> subprocess.Popen:
+                env: Optional[Dict[str, str]] = None, options: Sequence[str] = (),
+                **popen) -> subprocess.Popen:
     return subprocess.Popen(
         ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(DEMO_CONFIG), str(nproc),
-         '--work-dir', str(work_dir), *extra, *_options(shapes)], cwd=REPO,
+         '--work-dir', str(work_dir), *extra, *_options(shapes), *options], cwd=REPO,
         env=env or _env(PORT=str(_free_port())), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, **popen)
 
@@ -143,6 +144,38 @@ def test_two_torchrun_nodes_equal_one_node(reference, shapes, tmp_path):
     for node in nodes:
         _finish(node)
     assert 'GPU number: 2' in _log(tmp_path)  # mmengine's name for the world size
+    _assert_identical(tmp_path / f'iter_{ITERS}.pth', reference)
+
+
+def test_a_killed_rank_stops_the_other_node_within_a_bound_naming_it(reference, shapes, tmp_path):
+    """Two torchrun nodes (one process each), node 1's worker killed with SIGKILL in iteration
+    3 or later: node 0's rank exits within a minute with one line naming rank 1 (its collective
+    fails and RankWatchdogHook names the rank whose heartbeats stopped), the checkpoints on
+    disk are whole, and --resume on one node of 2 processes ends at the uninterrupted run's
+    weights and optimizer state."""
+    port = str(_free_port())
+    nodes = [_dist_train(tmp_path, shapes, 1, env=_env(NNODES='2', NODE_RANK=str(rank),
+                                                       MASTER_ADDR='127.0.0.1', PORT=port),
+                         options=['default_hooks.checkpoint.interval=2'])
+             for rank in (0, 1)]
+    _wait_for(lambda: 'Iter(train) [3/' in _log(tmp_path), 'iteration 3')
+    children = Path(f'/proc/{nodes[1].pid}/task/{nodes[1].pid}/children').read_text().split()
+    assert len(children) == 1, children  # node 1's only worker
+    os.kill(int(children[0]), signal.SIGKILL)
+    killed = time.monotonic()
+    out, _ = nodes[0].communicate(timeout=300)
+    elapsed = time.monotonic() - killed
+    nodes[1].communicate(timeout=300)
+    errors = [line for line in out.splitlines() if line.startswith('error: ')]
+    assert nodes[0].returncode != 0 and len(errors) == 1, out[-5000:]
+    assert errors[0].startswith('error: rank 1 (') and 'rank 0 stops too' in errors[0], errors
+    assert elapsed < 60, elapsed
+    print(f'rank 0 exited {elapsed:.1f} s after rank 1 was killed: {errors[0]}')
+    saved = sorted(tmp_path.glob('iter_*.pth'))
+    assert saved, 'no checkpoint before the kill'
+    for path in saved:
+        safe_load(str(path))  # whole: the writes are atomic
+    _finish(_dist_train(tmp_path, shapes, 2, '--resume'))
     _assert_identical(tmp_path / f'iter_{ITERS}.pth', reference)
 
 
