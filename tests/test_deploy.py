@@ -5,7 +5,7 @@ compared with PyTorch; and the one-line errors of bad input.
 
 The weights are random (no trained weights of these tiny archs exist): the graph is the point.
 Every PyTorch detection has an ONNX twin (same label, IoU >= 0.99, masks equal); the
-comparison on trained demo weights is in docs/deploy.md.
+comparison on trained demo weights is in docs/benchmarks.md.
 """
 import copy
 import sys

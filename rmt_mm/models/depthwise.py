@@ -1,7 +1,7 @@
 """Depthwise 'same' convolution with a faster weight gradient for wide kernels.
 
 On CPU, oneDNN's depthwise weight-gradient kernel is fast only for kernels at most three columns
-wide; RMT's LePE is 5x5 (docs/kernels.md has the figures). The weight gradient is a sum over
+wide; RMT's LePE is 5x5 (tools/benchmark.py measures both paths). The weight gradient is a sum over
 columns, so it splits exactly into slabs of at most three kernel columns, each computed on the
 matching column window of the width-padded input. Forward, input and bias gradients are the
 plain op; the weight gradient equals the plain one to rounding (the reduction order differs).

@@ -271,7 +271,7 @@ ATTN_IMPLS = ('auto', 'reference') + tuple(FAST_KERNELS)
 
 def resolve_impl(impl: str, device: torch.device) -> str:
     """``auto`` -> ``blocked`` on CPU, the fastest there in tools/benchmark.py's measurements
-    (``sdpa`` on CPU is no faster than the reference; docs/kernels.md), and ``sdpa``
+    (``sdpa`` on CPU is no faster than the reference; docs/benchmarks.md), and ``sdpa``
     elsewhere: on GPU it dispatches to the fused memory-efficient kernel, which takes the bias
     (not yet measured on a GPU; docs/gpu.md)."""
     if impl not in ATTN_IMPLS:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 #: Logits elements per block (512K floats = 2 MB, one L2 cache: faster than larger blocks for
-#: attention forward+backward on CPU; docs/kernels.md).
+#: attention forward+backward on CPU in tools/benchmark.py).
 BLOCK_ELEMS = 1 << 19
 
 

@@ -29,8 +29,8 @@ from torch import Tensor
 
 #: Logits elements per attention block at the planned size (4M floats = 16 MB; unblocked,
 #: stage 3 of RMT-T at 800x1344 holds 8 heads x 4200^2 = 141M). Each block is its own run of
-#: nodes, so fewer blocks make a smaller graph; larger ones than this make onnxruntime slower
-#: and larger than PyTorch eager (16M: 0.84x the speed, 1.6x the memory; docs/export.md).
+#: nodes, so fewer blocks make a smaller graph; much larger ones made onnxruntime slower than
+#: PyTorch eager and larger in memory (``tools/benchmark.py --onnx`` compares them).
 EXPORT_BLOCK_ELEMS = 1 << 22
 #: The input size (H, W) blocks are planned for by default: COCO's test size.
 DEFAULT_PLAN = (800, 1344)

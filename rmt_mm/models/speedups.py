@@ -1,7 +1,7 @@
 """The CPU speed measures of RMT, outside its attention kernels, in one place.
 
 Each computes exactly what the plain code does (up to float32 rounding) and pays on CPU in
-``tools/benchmark.py``'s measurements (docs/kernels.md):
+``tools/benchmark.py``'s measurements (docs/benchmarks.md):
 
 - ``slab_weight_grad``: the LePE's 5x5 depthwise conv computes its weight gradient in slabs
   of at most three kernel columns (:mod:`.depthwise`), where oneDNN is fast. CPU only: the op
