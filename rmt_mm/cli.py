@@ -7,6 +7,7 @@ picks the codebase, so one pair of tools serves detection and segmentation.
 import argparse
 import datetime
 import importlib
+import inspect
 import logging
 import os
 import os.path as osp
@@ -109,6 +110,62 @@ def check_paths(cfg: Config, splits: Sequence[str]) -> None:
                 check_checkpoint_file(path)
             except CheckpointError as err:
                 raise CheckpointError(f'{key}: {err}') from None
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple, range)) else [value]
+
+
+def _consumers(model: dict) -> Iterator[Tuple[str, dict]]:
+    """The modules that take the backbone's maps: the neck, else the heads."""
+    if model.get('neck'):
+        neck = model['neck']
+        yield 'model.neck', neck[0] if isinstance(neck, (list, tuple)) else neck
+        return
+    for key in ('decode_head', 'auxiliary_head', 'panoptic_head'):
+        heads = model.get(key) or []
+        heads = heads if isinstance(heads, (list, tuple)) else [heads]
+        for i, head in enumerate(heads):
+            yield f'model.{key}' + (f'[{i}]' if len(heads) > 1 else ''), head
+
+
+def check_channels(cfg: Config) -> None:
+    """Fail in one line, before building anything, if the neck (or the heads) of a model with
+    one of this package's backbones expects other widths than the backbone's arch gives, as
+    when an arch is swapped into a config written for another."""
+    from .models import FAMILIES
+    model = cfg.get('model') or {}
+    model = model.get('module', model)  # test-time-augmentation wrapper
+    backbone = model.get('backbone') or {}
+    families = {cls.__name__: cls for cls in FAMILIES.values()}
+    family = families.get(str(backbone.get('type', '')).split('.')[-1])
+    if family is None:
+        return
+    defaults = inspect.signature(family.__init__).parameters
+    arch = backbone.get('arch', defaults['arch'].default)
+    indices = _as_list(backbone.get('out_indices', defaults['out_indices'].default))
+    try:
+        dims = family.resolve_arch(arch)['embed_dims']
+        widths = [dims[i] for i in indices]
+    except (ValueError, TypeError, IndexError):
+        return  # the backbone's own checks name the problem when it is built
+    for key, consumer in _consumers(model):
+        expected, index = consumer.get('in_channels'), consumer.get('in_index')
+        if expected is None:
+            continue
+        if index is None:
+            got = widths if isinstance(expected, (list, tuple)) else widths[-1]
+        else:
+            picked = [index] if isinstance(index, int) else list(index)
+            if any(not -len(widths) <= i < len(widths) for i in picked):
+                continue
+            got = [widths[i] for i in picked]
+            got = got[0] if isinstance(index, int) else got
+        if _as_list(expected) != _as_list(got):
+            raise ConfigError(
+                f'{key}.in_channels is {_as_list(expected)}, but model.backbone '
+                f'({family.__name__} arch {arch!r}, out_indices {indices}) gives '
+                f'{_as_list(got)} channels')
 
 
 def add_safety_hooks(cfg: Config, allow_partial: Sequence[str] = (),

@@ -86,3 +86,34 @@ def test_a_launcher_without_arguments_shows_its_usage(launcher):
     assert result.returncode != 0
     assert 'unbound variable' not in result.stderr
     assert 'usage' in result.stderr.lower(), result.stderr
+
+
+#: An arch swapped into a config written for another: (config, options, what the line names).
+SWAPPED = [
+    ('dino-4scale_rmt-t_8xb2-12e_coco.py', ['model.backbone.arch=b'],
+     "model.neck.in_channels is [128, 256, 512], but model.backbone (RMT arch 'b', out_indices "
+     "[1, 2, 3]) gives [160, 320, 512] channels"),
+    ('mask2former_rmt-s_8xb2-160k_ade20k-512x512.py', ['model.backbone.arch=l'],
+     "model.decode_head.in_channels is [64, 128, 256, 512], but model.backbone (RMT arch 'l', "
+     'out_indices [0, 1, 2, 3]) gives [112, 224, 448, 640] channels'),
+    ('upernet_rmt_s_ade20k-512x512-160k.py', ['model.auxiliary_head.in_channels=512'],
+     "model.auxiliary_head.in_channels is [512], but model.backbone (RMT arch 'small', "
+     'out_indices [0, 1, 2, 3]) gives [256] channels'),
+    ('maskrcnn_rest_s_coco.py', ['model.backbone.arch=base'],
+     'model.neck.in_channels is [64, 128, 256, 512], but model.backbone (ResT arch'),
+]
+
+
+@pytest.mark.parametrize('config,options,line', SWAPPED, ids=[c for c, _, _ in SWAPPED])
+def test_a_head_that_does_not_fit_the_backbone_is_one_line(config, options, line, capsys):
+    """Before anything is built or read: both widths and where each comes from."""
+    lines = _run('train.py', [str(REPO / 'configs' / config), '--cfg-options', *options],
+                 capsys)
+    assert len(lines) == 1 and lines[0].startswith(f'error: {line}'), lines
+
+
+def test_every_config_fits_its_backbone():
+    from rmt_mm.cli import check_channels, load_config
+    for config in sorted((REPO / 'configs').glob('**/*.py')):
+        if '_base_' not in config.parts and 'deploy' not in config.parts:
+            check_channels(load_config(str(config))[0])

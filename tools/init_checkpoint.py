@@ -13,7 +13,14 @@ from mmengine.runner import Runner, weights_to_cpu
 
 import rmt_mm.plugin  # noqa: E402,F401  (registration, safe checkpoint loading)
 from rmt_mm.checkpoints.atomic import atomic_save
-from rmt_mm.cli import add_debug_arg, check_paths, load_config, quiet_known_noise, run_cli
+from rmt_mm.cli import (
+    add_debug_arg,
+    check_channels,
+    check_paths,
+    load_config,
+    quiet_known_noise,
+    run_cli,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def init_checkpoint(args: argparse.Namespace) -> int:
     cfg, _ = load_config(args.config, args.cfg_options, args.work_dir)
+    check_channels(cfg)
     check_paths(cfg, ())
     runner = Runner.from_cfg(cfg)  # seeds exactly as a training run does before building
     quiet_known_noise(runner.logger)

@@ -24,6 +24,7 @@ from rmt_mm.cli import (
     add_debug_arg,
     add_loading_args,
     add_safety_hooks,
+    check_channels,
     check_paths,
     load_config,
     quiet_known_noise,
@@ -96,6 +97,7 @@ def test(args: argparse.Namespace) -> int:
             cfg.test_evaluator['output_dir'] = args.out
             cfg.test_evaluator['keep_results'] = True
     add_safety_hooks(cfg, args.partial_load, args.allow_nonfinite)
+    check_channels(cfg)
     check_paths(cfg, ('test', ))
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

@@ -23,6 +23,7 @@ from rmt_mm.cli import (
     add_debug_arg,
     add_loading_args,
     add_safety_hooks,
+    check_channels,
     check_paths,
     load_config,
     quiet_known_noise,
@@ -72,6 +73,7 @@ def train(args: argparse.Namespace) -> int:
         raise ConfigError('--partial-load applies to load_from, not to --resume (a resumed run '
                           'gets back its whole state)')
     add_safety_hooks(cfg, args.partial_load, args.allow_nonfinite)
+    check_channels(cfg)
     check_paths(cfg, ('train', 'val'))
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
