@@ -10,8 +10,15 @@ from datetime import timedelta
 import pytest
 from torch.distributed import TCPStore
 
-from rmt_mm.engine.hooks.rank_watchdog_hook import RankWatchdog, RankWatchdogHook, peer_lost
+from rmt_mm.engine.hooks.rank_watchdog_hook import (
+    PEER_LOST_EXIT_CODE,
+    RankWatchdog,
+    RankWatchdogHook,
+    peer_lost,
+)
 from rmt_mm.errors import ConfigError
+
+from helpers import REPO
 
 INTERVAL = 0.1
 
@@ -98,3 +105,33 @@ def test_only_collective_errors_wait_for_a_verdict(ranks, monkeypatch):
 def test_bad_arguments_are_named(kwargs):
     with pytest.raises(ConfigError, match=r'^RankWatchdogHook: needs interval > 0 and timeout'):
         RankWatchdogHook(**kwargs)
+
+
+#: A rank 0 whose peer (rank 1) beat once and then went silent: its watchdog alone must end it.
+SURVIVOR = """import sys, time
+from datetime import timedelta
+from torch.distributed import TCPStore
+from rmt_mm.engine.hooks.rank_watchdog_hook import RankWatchdog
+port = int(sys.argv[1])
+store = TCPStore('127.0.0.1', port, is_master=False, timeout=timedelta(seconds=10))
+dog = RankWatchdog(store, f'127.0.0.1:{port}', 0, 2, interval=0.1, timeout=1.0)
+store.add(dog._key('beats', 1), 1)
+dog.start()
+time.sleep(60)  # the main thread blocks, as in a collective that never returns
+print('not stopped')
+"""
+
+
+def test_a_silent_peer_ends_a_blocked_rank_after_the_timeout(ranks):
+    """The exit itself, in a process of its own: one line and status 1 once the peer has been
+    silent for ``timeout``, whatever the main thread does."""
+    (dog, _), _ = ranks
+    port = dog.where.rsplit(':', 1)[1]
+    # Another restart count: keys of their own on the fixture's store, whose ranks beat on.
+    env = dict(os.environ, TORCHELASTIC_RESTART_COUNT='7')
+    run = subprocess.run([sys.executable, '-c', SURVIVOR, port], capture_output=True, text=True,
+                         timeout=120, cwd=str(REPO), env=env)
+    lines = [line for line in run.stderr.splitlines() if line.startswith('error')]
+    assert run.returncode == PEER_LOST_EXIT_CODE and 'not stopped' not in run.stdout, run.stderr
+    assert len(lines) == 1 and lines[0].startswith('error: rank 1 ('), lines
+    assert 'no heartbeat for 1 s' in lines[0], lines

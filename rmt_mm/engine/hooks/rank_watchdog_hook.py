@@ -107,8 +107,9 @@ class RankWatchdog:
         if not gone:
             return None
         rank = max(gone, key=silent.get)
-        try:
-            who = self.store.get(self._key('who', rank)).decode()
+        key = self._key('who', rank)
+        try:  # check first: get waits for a missing key
+            who = self.store.get(key).decode() if self.store.check([key]) else 'host unknown'
         except Exception:
             who = 'host unknown'
         return (f'rank {rank} ({who}) is gone: no heartbeat for {silent[rank]:.0f} s; rank '
