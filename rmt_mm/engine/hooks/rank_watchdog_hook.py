@@ -108,8 +108,9 @@ class RankWatchdog:
             return None
         rank = max(gone, key=silent.get)
         key = self._key('who', rank)
-        try:  # check first: get waits for a missing key
-            who = self.store.get(key).decode() if self.store.check([key]) else 'host unknown'
+        try:  # get alone would wait the store's whole timeout for a key never set
+            self.store.wait([key], timedelta(seconds=1))
+            who = self.store.get(key).decode()
         except Exception:
             who = 'host unknown'
         return (f'rank {rank} ({who}) is gone: no heartbeat for {silent[rank]:.0f} s; rank '
