@@ -36,7 +36,12 @@ from torch import Tensor, nn
 
 from ..compat import is_exporting
 from .masa_blocked import masa_decomposed_blocked, masa_full_blocked, requires_grad
-from .masa_export import export_rotation, masa_decomposed_export, masa_full_export
+from .masa_export import (
+    export_rotation,
+    masa_decomposed_export,
+    masa_full_export,
+    softmax_attention,
+)
 from .masa_flex import masa_decomposed_flex, masa_full_flex
 
 #: Full attention is split into query blocks once ``heads * L * L`` exceeds this many elements
@@ -146,17 +151,10 @@ def rotary_complex(x: Tensor, phase: Tensor, inplace: bool = False) -> Tensor:
 # ----------------------------------------------------------------------------- reference
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
-    """``softmax(q k^T + bias) v`` on 4-D ``(batch, heads, L, d)`` tensors, step by step.
-    Callers fold every other axis into the batch: inductor's attention-fusion patterns assume
-    4-D operands and fail to compile a 5-D ``matmul-softmax-matmul``."""
-    return (q @ k.transpose(-1, -2) + bias).softmax(dim=-1) @ v
-
-
 def masa_full(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
     """Reference softmax attention over all ``L = H * W`` tokens of ``(B, heads, L, d)``
     sequences with a ``(heads, L, L)`` bias. ``k`` is pre-scaled."""
-    return _attend(q, k, v, bias)
+    return softmax_attention(q, k, v, bias)
 
 
 def masa_decomposed(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Tensor) -> Tensor:
@@ -171,8 +169,8 @@ def masa_decomposed(q: Tensor, k: Tensor, v: Tensor, bias_h: Tensor, bias_w: Ten
     def columns(t: Tensor) -> Tensor:  # (B * W, heads, H, d)
         return t.permute(0, 2, 3, 1, 4).reshape(b * w, n, h, d)
 
-    v = _attend(rows(q), rows(k), rows(v), bias_w).reshape(b, h, n, w, d).transpose(2, 3)
-    out = _attend(columns(q), columns(k), columns(v), bias_h)
+    v = softmax_attention(rows(q), rows(k), rows(v), bias_w).reshape(b, h, n, w, d).transpose(2, 3)
+    out = softmax_attention(columns(q), columns(k), columns(v), bias_h)
     return out.reshape(b, w, n, h, d).permute(0, 3, 1, 2, 4)
 
 

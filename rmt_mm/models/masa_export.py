@@ -89,7 +89,11 @@ def distance(n: Size, device: torch.device) -> Tensor:
     return (idx[:, None] - idx[None, :]).abs()
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+def softmax_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    """``softmax(q k^T + bias) v`` on 4-D ``(batch, heads, L, d)`` tensors, step by step: the
+    reference's and the export form's attention. Callers fold every other axis into the batch:
+    inductor's attention-fusion patterns assume 4-D operands and fail to compile a 5-D
+    ``matmul-softmax-matmul``."""
     return (q @ k.transpose(-1, -2) + bias).softmax(dim=-1) @ v
 
 
@@ -100,7 +104,8 @@ def _axis_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor,
     ``(heads, N, N)``. Returns ``(B, M, heads, N, d)``."""
     lines, length = planned
     bounds = block_bounds(q.shape[1], lines, q.shape[3] * lines * length**2)
-    out = [_attend(*(t[:, a:b].transpose(2, 3) for t in (q, k, v)), bias) for a, b in bounds]
+    out = [softmax_attention(*(t[:, a:b].transpose(2, 3) for t in (q, k, v)), bias)
+           for a, b in bounds]
     return out[0] if len(out) == 1 else torch.cat(out, dim=1)
 
 
@@ -132,7 +137,7 @@ def masa_full_export(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, h: Size, w:
     out = []
     for a, b in block_bounds(h, planned_h, heads * (planned_h * planned_w)**2):
         dist = (dist_h[a:b, None, :, None] + dist_w[None, :, None, :]).reshape(-1, h * w)
-        out.append(_attend(q[:, :, a * w:b * w], k, v, dist * decay[:, None, None]))
+        out.append(softmax_attention(q[:, :, a * w:b * w], k, v, dist * decay[:, None, None]))
     return out[0] if len(out) == 1 else torch.cat(out, dim=2)
 
 

@@ -185,7 +185,7 @@ def _pad_keys(q: Tensor, k: Tensor, v: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
     return q, k, F.pad(v, pad)
 
 
-def _attend(fn: Callable, q: Tensor, k: Tensor, v: Tensor, *args) -> Optional[Tensor]:
+def _run_compiled(fn: Callable, q: Tensor, k: Tensor, v: Tensor, *args) -> Optional[Tensor]:
     """``fn`` compiled, on token-major ``(batch, L, heads, d)`` tensors; the same layout out.
 
     Every call hands FlexAttention ``(batch, heads, L, d)`` views of token-major memory (the map
@@ -228,7 +228,7 @@ def masa_full_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, width: int,
     """Full attention on the ``(B, heads, L, d)`` sequences of maps ``width`` tokens wide;
     ``fallback()`` computes the same if FlexAttention cannot run compiled."""
     _check_cpu(q, k, v)
-    out = _attend(_grid, *(t.transpose(1, 2) for t in (q, k, v)), decay, width)
+    out = _run_compiled(_grid, *(t.transpose(1, 2) for t in (q, k, v)), decay, width)
     return _fall_back(fallback) if out is None else out.transpose(1, 2)
 
 
@@ -243,8 +243,8 @@ def masa_decomposed_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor,
     def columns(t: Tensor) -> Tensor:  # (B * W, H, heads, d), a copy even when B is 1
         return t.transpose(1, 2).contiguous().view(b * w, h, n, d)
 
-    rows = _attend(_line, *(t.reshape(b * h, w, n, d) for t in (q, k, v)), decay)
+    rows = _run_compiled(_line, *(t.reshape(b * h, w, n, d) for t in (q, k, v)), decay)
     if rows is None:
         return _fall_back(fallback)
-    out = _attend(_line, columns(q), columns(k), columns(rows.reshape(b, h, w, n, d)), decay)
+    out = _run_compiled(_line, columns(q), columns(k), columns(rows.reshape(b, h, w, n, d)), decay)
     return _fall_back(fallback) if out is None else out.reshape(b, w, h, n, d).transpose(1, 2)
