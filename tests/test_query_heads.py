@@ -20,12 +20,14 @@ from helpers.seg import check_loss_and_predict as check_segmentor
 
 DINO = family_configs('dino')
 MASK2FORMER_SEG = family_configs('mask2former_seg')
+MASK2FORMER_DET = family_configs('mask2former_det')
+QUERY_HEADS = DINO + MASK2FORMER_SEG + MASK2FORMER_DET
 # Size letter -> arch, drop path rate (the repository's detection/segmentation values), widths.
 SIZES = dict(t=('tiny', 0.1, [64, 128, 256, 512]), s=('small', 0.15, [64, 128, 256, 512]),
              b=('base', 0.4, [80, 160, 320, 512]), l=('large', 0.5, [112, 224, 448, 640]))
 # Parameters (millions) as built here, a regression pin of the wiring: DINO's backbone and
 # channel mapper (mmdet 3.3's DINO transformer has 0.13M fewer parameters than OneDL's 3.5's),
-# the whole Mask2Former (the same on both stacks).
+# the whole Mask2Former (the same on both stacks), semantic (ADE20K) and instance (COCO).
 PARAMS_M = {
     'dino-4scale_rmt-t_8xb2-12e_coco': 14.19, 'dino-4scale_rmt-s_8xb2-12e_coco': 26.83,
     'dino-4scale_rmt-b_8xb2-12e_coco': 54.04, 'dino-4scale_rmt-l_8xb2-12e_coco': 95.60,
@@ -33,6 +35,7 @@ PARAMS_M = {
     'mask2former_rmt-s_8xb2-160k_ade20k-512x512': 45.21,
     'mask2former_rmt-b_8xb2-160k_ade20k-512x512': 72.43,
     'mask2former_rmt-l_8xb2-160k_ade20k-512x512': 113.70,
+    'mask2former_rmt-s_8xb2-lsj-50e_coco': 45.19, 'mask2former_rmt-b_8xb2-lsj-50e_coco': 72.41,
 }
 
 
@@ -53,9 +56,10 @@ def test_every_size_has_configs():
     assert DINO == sorted(f'dino-4scale_rmt-{s}_8xb2-12e_coco' for s in 'tsbl')
     assert MASK2FORMER_SEG == sorted(
         f'mask2former_rmt-{s}_8xb2-160k_ade20k-512x512' for s in 'tsbl')
+    assert MASK2FORMER_DET == sorted(f'mask2former_rmt-{s}_8xb2-lsj-50e_coco' for s in 'sb')
 
 
-@pytest.mark.parametrize('name', DINO + MASK2FORMER_SEG)
+@pytest.mark.parametrize('name', QUERY_HEADS)
 def test_no_package_base(name):
     """No ``mmdet::``/``mmseg::`` base: the OneDL fork resolves no ``mmseg::`` path."""
     bases = list(_bases(CONFIG_DIR / f'{name}.py'))
@@ -117,6 +121,30 @@ def test_mask2former_seg_recipe(name):
         ('PolyLR', 0.9, 160000, 160000)
 
 
+@pytest.mark.parametrize('name', MASK2FORMER_DET)
+def test_mask2former_det_recipe(name):
+    """mmdet's mask2former_swin-s-p4-w7-224_8xb2-lsj-50e_coco.py with the RMT widths: COCO
+    instances only, large-scale jitter to 1024x1024, 368750 iterations."""
+    cfg, scope = load(name)
+    _check_common(cfg, name)
+    model, head = cfg.model, cfg.model.panoptic_head
+    assert scope == 'mmdet' and model.type == 'Mask2Former' and head.type == 'Mask2FormerHead'
+    assert model.backbone.out_indices == (0, 1, 2, 3)
+    assert head.in_channels == SIZES[_size(name)][2]
+    assert (head.num_things_classes, head.num_stuff_classes, head.num_queries) == (80, 0, 100)
+    assert len(head.loss_cls.class_weight) == 81 and head.transformer_decoder.num_layers == 9
+    assert (model.test_cfg.panoptic_on, model.test_cfg.instance_on) == (False, True)
+    assert cfg.train_dataloader.dataset.type == 'CheckedCocoDataset'
+    train_types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
+    assert train_types[3:6] == ['RandomResize', 'RandomCrop', 'FilterAnnotations']
+    assert cfg.val_evaluator.metric == ['bbox', 'segm']
+    optim = cfg.optim_wrapper
+    assert (optim.optimizer.lr, optim.optimizer.weight_decay) == (1e-4, 0.05)
+    assert optim.clip_grad.max_norm == 0.01 and optim.paramwise_cfg.norm_decay_mult == 0.0
+    assert (cfg.train_cfg.max_iters, cfg.param_scheduler.milestones) == \
+        (368750, [327778, 355092])
+
+
 def _registry(scope: str):
     if scope == 'mmdet':
         from mmdet.registry import MODELS
@@ -125,7 +153,7 @@ def _registry(scope: str):
     return MODELS
 
 
-@pytest.mark.parametrize('name', DINO + MASK2FORMER_SEG)
+@pytest.mark.parametrize('name', QUERY_HEADS)
 def test_full_size_wiring(name):
     """At the config's own arch, built shape-only (meta device): the model has its expected
     size (DINO: backbone and mapper) and the backbone's maps fit the neck (DINO: four
@@ -136,13 +164,13 @@ def test_full_size_wiring(name):
     with torch.device('meta'):
         model = _registry(scope).build(cfg.model).eval()
         shapes = [tuple(f.shape) for f in model.extract_feat(torch.empty(1, 3, 128, 192))]
-    counted = [model.backbone, model.neck] if scope == 'mmdet' else [model]
+    counted = [model.backbone, model.neck] if name in DINO else [model]
     params = sum(p.numel() for part in counted for p in part.parameters()) / 1e6
     assert round(params, 2) == PARAMS_M[name]
-    if scope == 'mmdet':
+    if name in DINO:
         assert shapes == [(1, 256, 128 // s, 192 // s) for s in (8, 16, 32, 64)]
     else:
-        head = cfg.model.decode_head
+        head = cfg.model.get('decode_head') or cfg.model.panoptic_head
         assert shapes == [(1, c, 128 // s, 192 // s)
                           for c, s in zip(head.in_channels, head.strides)]
 
@@ -157,7 +185,7 @@ def _swap_backbone(model, family: str, out_indices) -> None:
     arch = tiny_arch(FAMILIES[family])
     model.backbone = dict(type=family, arch=arch, out_indices=out_indices)
     widths = [arch['embed_dims'][i] for i in out_indices]
-    (model.neck if model.get('neck') else model.decode_head).in_channels = widths
+    (model.get('neck') or model.get('decode_head') or model.panoptic_head).in_channels = widths
 
 
 @pytest.mark.parametrize('family', sorted(FAMILIES))
@@ -193,6 +221,24 @@ def test_mask2former_loss_and_predict(family):
     torch.manual_seed(0)
     check_segmentor(MODELS.build(cfg.model),
                     losses={f'decode.{k}' for k in ('loss_cls', 'loss_mask', 'loss_dice')})
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_mask2former_instance_loss_and_predict(family):
+    """The COCO instance config, thinner as above, at 64x96 without the 1024x1024 padding:
+    one training step (every backbone parameter trains) and at most 5 instances with masks."""
+    cfg, _ = load('mask2former_rmt-s_8xb2-lsj-50e_coco')
+    _swap_backbone(cfg.model, family, (0, 1, 2, 3))
+    head = cfg.model.panoptic_head
+    head.num_queries = 10
+    head.transformer_decoder.num_layers = 3
+    head.pixel_decoder.encoder.num_layers = 1
+    cfg.model.train_cfg.num_points = 1024
+    cfg.model.data_preprocessor.batch_augments = None
+    cfg.model.test_cfg.max_per_image = 5
+    torch.manual_seed(0)
+    model = build_detector(cfg)
+    check_detector(model, model.backbone, with_masks=True)
 
 
 def test_mask2former_optimizer_groups():

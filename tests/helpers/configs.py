@@ -19,6 +19,7 @@ FAMILIES = {
     'rest_seg': '*_rest*_ade20k-*.py',  # test_rest_configs.py
     'dino': 'dino-*_coco.py',  # test_query_heads.py
     'mask2former_seg': 'mask2former_*_ade20k-*.py',  # test_query_heads.py
+    'mask2former_det': 'mask2former_*_coco.py',  # test_query_heads.py
 }
 
 
