@@ -6,7 +6,10 @@
 # Pretrained weights: convert the ImageNet checkpoint with tools/convert_imagenet_ckpt.py to
 # checkpoints/rmt_s_in1k.pth or override model.backbone.init_cfg.checkpoint.
 # Batch: 2 images/GPU x 8 GPUs (`--auto-scale-lr` rescales the lr for another GPU count).
-_base_ = ['./_base_/seg_runtime.py', './_base_/datasets/ade20k.py']
+_base_ = [
+    './_base_/seg_runtime.py', './_base_/datasets/ade20k.py',
+    './_base_/schedules/mask2former_adamw.py'
+]
 
 # rmt_mm's plugin, and mmdet's models for the pixel decoder, assigner and losses.
 custom_imports = dict(imports=['rmt_mm.plugin', 'mmdet.models'], allow_failed_imports=False)
@@ -118,27 +121,7 @@ train_pipeline = [
 ]
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 
-# mmseg's Swin recipe: AdamW lr 1e-4, weight decay 0.05, gradient norm clipped to 0.01; the
-# backbone at 0.1 x lr; no weight decay on the queries' and levels' embeddings, on the head's
-# norm layers (norm_decay_mult) nor on the backbone's norms: RMT's block, output and
-# patch-merging norms take the place of Swin's (its stem BNs keep decay, as in the RMT recipes).
-backbone_norm = dict(lr_mult=0.1, decay_mult=0.0)
-embed_multi = dict(lr_mult=1.0, decay_mult=0.0)
-custom_keys = {
-    'backbone': dict(lr_mult=0.1, decay_mult=1.0),
-    'retention_layer_norm': backbone_norm,
-    'final_layer_norm': backbone_norm,
-    'downsample.norm': backbone_norm,
-    'extra_norms': backbone_norm,
-    'query_embed': embed_multi,
-    'query_feat': embed_multi,
-    'level_embed': embed_multi,
-}
-optim_wrapper = dict(
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05, eps=1e-8, betas=(0.9, 0.999)),
-    clip_grad=dict(max_norm=0.01, norm_type=2),
-    paramwise_cfg=dict(custom_keys=custom_keys, norm_decay_mult=0.0))
+# The optimizer: _base_/schedules/mask2former_adamw.py (mmdet's and mmseg's Swin recipe).
 param_scheduler = [
     dict(type='PolyLR', eta_min=0, power=0.9, begin=0, end=160000, by_epoch=False)
 ]
