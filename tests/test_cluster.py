@@ -8,7 +8,6 @@ import pickle
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from rmt_mm.datasets.shapes_seg import make_shapes_ade
 from helpers import REPO
 from helpers.det import DEMO_CONFIG, data_options
 from helpers.seg import DEMO_CONFIG as SEG_DEMO_CONFIG
-from helpers.tools import run_tool
+from helpers.tools import free_port, run_tool
 
 ITERS = 8
 #: Small and quick: 128 px images, few proposals, a log line per iteration, and no interval
@@ -35,12 +34,6 @@ ITERS = 8
 OPTIONS = ['model.train_cfg.rpn_proposal.max_per_img=100', 'model.test_cfg.rpn.max_per_img=50',
            'default_hooks.logger.interval=1', f'default_hooks.checkpoint.interval={ITERS}',
            f'train_cfg.max_iters={ITERS}', f'train_cfg.val_interval={ITERS * 10}']
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 #: Minutes of end-to-end runs: `make test-cluster` (RMT_MM_CLUSTER_TESTS=1), not `make test`.
@@ -66,7 +59,7 @@ def _dist_train(work_dir: Path, shapes: str, nproc: int, *extra: str,
     return subprocess.Popen(
         ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(DEMO_CONFIG), str(nproc),
          '--work-dir', str(work_dir), *extra, *_options(shapes), *options], cwd=REPO,
-        env=env or _env(PORT=str(_free_port())), stdout=subprocess.PIPE,
+        env=env or _env(PORT=str(free_port())), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, **popen)
 
 
@@ -137,7 +130,7 @@ def test_torchrun_preempted_by_sigterm_resumes_bit_identical(reference, shapes, 
 def test_two_torchrun_nodes_equal_one_node(reference, shapes, tmp_path):
     """NNODES=2 with NODE_RANK 0 and 1 (one process each, node 0 the master) on this machine
     ends bit-identical to one node with 2 processes."""
-    port = str(_free_port())
+    port = str(free_port())
     nodes = [_dist_train(tmp_path, shapes, 1, env=_env(NNODES='2', NODE_RANK=str(rank),
                                                        MASTER_ADDR='127.0.0.1', PORT=port))
              for rank in (0, 1)]
@@ -153,7 +146,7 @@ def test_a_killed_rank_stops_the_other_node_within_a_bound_naming_it(reference, 
     fails and RankWatchdogHook names the rank whose heartbeats stopped), the checkpoints on
     disk are whole, and --resume on one node of 2 processes ends at the uninterrupted run's
     weights and optimizer state."""
-    port = str(_free_port())
+    port = str(free_port())
     nodes = [_dist_train(tmp_path, shapes, 1, env=_env(NNODES='2', NODE_RANK=str(rank),
                                                        MASTER_ADDR='127.0.0.1', PORT=port),
                          options=['default_hooks.checkpoint.interval=2'])
@@ -197,7 +190,7 @@ def slurm(tmp_path_factory) -> Dict[str, str]:
     try:
         assert started.returncode == 0, started.stderr
         yield _env(SLURM_CONF=str(directory / 'slurm.conf'), GPUS='0', TASKS='2',
-                   CPUS_PER_TASK='1', MASTER_PORT=str(_free_port()))
+                   CPUS_PER_TASK='1', MASTER_PORT=str(free_port()))
     finally:
         subprocess.run(['bash', str(script), 'stop', str(directory)], capture_output=True)
         shutil.rmtree(directory, ignore_errors=True)
@@ -276,7 +269,7 @@ def _evaluate(config: Path, checkpoint: str, options: List[str], slurm: Dict[str
         out = tmp_path / 'predictions' / f'{name}{out_suffix}'  # beside the work dirs
         proc = run_tool([*command, '--work-dir', str(tmp_path / name), '--out', str(out),
                          '--cfg-options', *options],
-                        env=dict(slurm, PORT=str(_free_port())), python_script=False)
+                        env=dict(slurm, PORT=str(free_port())), python_script=False)
         found[name] = dict(re.findall(rf'({metric}): (-?[\d.]+)', proc.stdout + proc.stderr))
         predictions[name] = _comparable(pickle.loads(out.read_bytes())) if out.is_file() else {
             str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob('*'))

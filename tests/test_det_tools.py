@@ -2,7 +2,6 @@
 generated COCO-format set: real training, COCO evaluation, distributed training on CPU, and an
 interrupted run resumed to exactly the weights of an uninterrupted one."""
 import json
-import socket
 import sys
 
 import cv2
@@ -15,7 +14,7 @@ from rmt_mm.datasets.shapes import make_shapes_coco
 
 from helpers import REPO
 from helpers.det import DEMO_CONFIG, data_options
-from helpers.tools import run_tool
+from helpers.tools import free_port, run_tool
 
 #: Every test here runs the tools end to end in fresh processes.
 pytestmark = pytest.mark.slow
@@ -105,18 +104,12 @@ def test_interrupted_run_resumes_to_identical_weights(trained, shapes, tmp_path)
     assert not differing, f'{len(differing)} tensors differ after resume, e.g. {differing[:3]}'
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_distributed_training_on_cpu(shapes, tmp_path):
     opts = data_options(shapes) + FAST + ['train_cfg.max_iters=2', 'train_cfg.val_interval=2',
                                           'env_cfg.dist_cfg.backend=gloo']
     run_tool([str(REPO / 'tools' / 'dist_train.sh'), str(DEMO_CONFIG), '2',
                      '--work-dir', str(tmp_path), '--cfg-options', *opts],
-                    env=dict(PYTHON=sys.executable, PORT=str(_free_port())),
+                    env=dict(PYTHON=sys.executable, PORT=str(free_port())),
                     python_script=False)
     log = next(tmp_path.glob('*/*.log')).read_text()
     assert 'Distributed launcher: pytorch' in log and 'Distributed training: True' in log

@@ -2,7 +2,6 @@
 the way a killed process stops (no more beats, no goodbye). The multi-process case, a rank
 killed under torchrun, is in tests/test_cluster.py."""
 import os
-import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -19,14 +18,9 @@ from rmt_mm.engine.hooks.rank_watchdog_hook import (
 from rmt_mm.errors import ConfigError
 
 from helpers import REPO
+from helpers.tools import free_port
 
 INTERVAL = 0.1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 #: The store's server in a process of its own, as torchrun's agent holds it.
@@ -43,7 +37,7 @@ time.sleep(600)
 @pytest.fixture
 def ranks():
     """Rank 0's and rank 1's watchdogs, beating, and the process serving their store."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, '-c', SERVER, str(port)], stdout=subprocess.PIPE,
                               text=True)
     assert server.stdout.readline() == 'ready\n'

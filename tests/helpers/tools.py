@@ -7,6 +7,7 @@ import importlib.util
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -46,6 +47,13 @@ def call_tool(name: str, *args: object) -> ToolRun:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = tool_main(name)([str(a) for a in args])
     return ToolRun(code or 0, out.getvalue(), err.getvalue())
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now, for a launcher's store."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def run_tool(args: Sequence[object], timeout: int = 600, env: Optional[Dict[str, str]] = None,
