@@ -18,7 +18,8 @@ from ...errors import ConfigError
 #: Exit status of a rank stopped because another one is gone.
 PEER_LOST_EXIT_CODE = 1
 
-#: Heartbeats a peer may miss before a failed collective is blamed on it.
+#: Heartbeats a peer may miss before a failed collective is blamed on it (the hook's
+#: timeout must be at least as long).
 _MISSED_BEATS = 3
 
 _running: Optional['RankWatchdog'] = None
@@ -170,7 +171,7 @@ class RankWatchdogHook(Hook):
     priority = 'VERY_HIGH'
 
     def __init__(self, interval: float = 2.0, timeout: float = 60.0) -> None:
-        if not interval > 0 or not timeout >= 3 * interval:
+        if not interval > 0 or not timeout >= _MISSED_BEATS * interval:
             raise ConfigError(f'RankWatchdogHook: needs interval > 0 and timeout >= 3 x '
                               f'interval, got interval={interval!r}, timeout={timeout!r}')
         self.interval, self.timeout = float(interval), float(timeout)
