@@ -116,8 +116,11 @@ def _grid(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, width: int) -> Optiona
 
 
 def _import_flex() -> None:
+    """FlexAttention, and dynamo's promise that :func:`_cpu_vector_floats` is a constant, on
+    first use: both import dynamo, which would add a second to importing the models."""
     if 'fn' not in _FLEX:
         _FLEX['fn'] = flex_attention()
+        torch.compiler.assume_constant_result(_cpu_vector_floats)
 
 
 def compiled(fn: Callable, q: Tensor, grad: bool) -> Callable:
@@ -141,9 +144,9 @@ def compilations() -> Dict[str, int]:
             for (name, heads, dims, dtype, device, grad), entry in _COMPILED.items()}
 
 
-@torch.compiler.assume_constant_result
 def _cpu_vector_floats() -> int:
-    """Floats per vector register in inductor's CPU code (0: no vector ISA)."""
+    """Floats per vector register in inductor's CPU code (0: no vector ISA); a constant to
+    dynamo once :func:`_import_flex` has run."""
     from torch._inductor.cpu_vec_isa import pick_vec_isa
     isa = pick_vec_isa()
     return isa.nelements(torch.float) if isa else 0
@@ -227,6 +230,7 @@ def masa_full_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor, width: int,
                    fallback: Optional[Fallback] = None) -> Tensor:
     """Full attention on the ``(B, heads, L, d)`` sequences of maps ``width`` tokens wide;
     ``fallback()`` computes the same if FlexAttention cannot run compiled."""
+    _import_flex()
     _check_cpu(q, k, v)
     out = _run_compiled(_grid, *(t.transpose(1, 2) for t in (q, k, v)), decay, width)
     return _fall_back(fallback) if out is None else out.transpose(1, 2)
@@ -237,6 +241,7 @@ def masa_decomposed_flex(q: Tensor, k: Tensor, v: Tensor, decay: Tensor,
     """Axial attention: within each row (W axis), then within each column (H axis), the rows'
     output as the columns' values; ``fallback()`` computes the same if FlexAttention cannot
     run compiled."""
+    _import_flex()
     _check_cpu(q, k, v)
     b, h, w, n, d = q.shape
 
