@@ -8,10 +8,6 @@ _base_ = [
     './_base_/schedules/seg_80k.py'
 ]
 
-# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
-# tools/train.py and test.py, `mim train`, the Inferencers.
-custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
-
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -35,7 +31,4 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=1e-6, power=0.9, by_epoch=False, begin=0, end=80000)
 ]
 train_cfg = dict(val_interval=4000)
-# Strict checkpoint loading, crash-safe checkpoints (docs/checkpoints.md).
-default_hooks = dict(strict_load=dict(type='StrictLoadHook'),
-                     checkpoint=dict(type='AtomicCheckpointHook', interval=4000))
-auto_scale_lr = dict(enable=False, base_batch_size=16)
+default_hooks = dict(checkpoint=dict(interval=4000))

@@ -138,4 +138,3 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'),
     strict_load=dict(type='StrictLoadHook'))
-auto_scale_lr = dict(enable=False, base_batch_size=16)

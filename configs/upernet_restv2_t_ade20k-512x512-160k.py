@@ -11,10 +11,6 @@ _base_ = [
     './_base_/schedules/seg_160k.py'
 ]
 
-# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
-# tools/train.py and test.py, `mim train`, the Inferencers.
-custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
-
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -44,7 +40,3 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000)
 ]
-# Strict checkpoint loading, crash-safe checkpoints (docs/checkpoints.md).
-default_hooks = dict(strict_load=dict(type='StrictLoadHook'),
-                     checkpoint=dict(type='AtomicCheckpointHook'))
-auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -9,10 +9,6 @@ _base_ = [
     './_base_/schedules/seg_160k.py'
 ]
 
-# Registers this package's modules for any tool that reads the config: mmdet's/mmseg's own
-# tools/train.py and test.py, `mim train`, the Inferencers.
-custom_imports = dict(imports=['rmt_mm.plugin'], allow_failed_imports=False)
-
 crop_size = (512, 512)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
@@ -44,8 +40,4 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000)
 ]
 train_cfg = dict(val_interval=8000)
-# Strict checkpoint loading, crash-safe checkpoints (docs/checkpoints.md).
-default_hooks = dict(
-    strict_load=dict(type='StrictLoadHook'),
-    checkpoint=dict(type='AtomicCheckpointHook', interval=8000, save_best='mIoU'))
-auto_scale_lr = dict(enable=False, base_batch_size=16)
+default_hooks = dict(checkpoint=dict(interval=8000, save_best='mIoU'))

@@ -133,14 +133,17 @@ OWN_BASES = {
 #: Where the repository's bases differ from mmseg's on purpose.
 NO_RESNET = ('pretrained', 'backbone')  # the configs bring their own backbone
 SEG_PIPELINE_CHECKS = 'CheckSegLabels'  # added after LoadAnnotations in every pipeline
+#: The schedule bases' hooks: crash-safe checkpoints and strict loading (docs/checkpoints.md).
+OWN_HOOKS = {'AtomicCheckpointHook': 'CheckpointHook'}
 
 
 def _without(value, drop):
     """``value`` without dict keys in ``drop``, without ``_scope_`` marks and without the label
-    check transforms, recursively (so that the comparison shows what else differs)."""
+    check transforms, the project's hooks as mmseg's, recursively (so that the comparison shows
+    what else differs)."""
     if isinstance(value, dict):
-        return {k: _without(v, drop) for k, v in value.items()
-                if k not in drop and k != '_scope_'}
+        return {k: OWN_HOOKS.get(v, v) if k == 'type' else _without(v, drop)
+                for k, v in value.items() if k not in drop and k != '_scope_'}
     if isinstance(value, (list, tuple)):
         kept = [_without(v, drop) for v in value
                 if not (isinstance(v, dict) and v.get('type') == SEG_PIPELINE_CHECKS)]
@@ -152,8 +155,8 @@ def _without(value, drop):
 def test_own_bases_equal_the_mmseg_bases_they_stand_for(ours):
     """The repository's bases (the OneDL fork cannot resolve ``mmseg::``) set what mmseg's
     bases set, read from the installed mmseg's own copy: except the ResNet backbone, the label
-    checks, the dataset's ``reduce_zero_label`` left to the dataset, upstream's 2 images per GPU
-    and unused top-level helper names."""
+    checks, the project's hooks, the dataset's ``reduce_zero_label`` left to the dataset,
+    upstream's 2 images per GPU and unused top-level helper names."""
     import mmseg
     from mmengine.config import Config
     theirs_name, keys = OWN_BASES[ours]
@@ -162,6 +165,6 @@ def test_own_bases_equal_the_mmseg_bases_they_stand_for(ours):
     theirs = Config.fromfile(str(theirs_path)).to_dict()
     keys = keys or sorted(theirs)
     drop = NO_RESNET + ('in_channels', 'num_classes', 'reduce_zero_label', 'batch_size',
-                        'backend_args')
+                        'backend_args', 'strict_load')
     assert {k: _without(mine.get(k), drop) for k in keys} == \
         {k: _without(theirs.get(k), drop) for k in keys}
