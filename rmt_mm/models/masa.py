@@ -35,6 +35,7 @@ import torch.utils.checkpoint as cp
 from torch import Tensor, nn
 
 from ..compat import is_exporting
+from .budgets import FULL_BIAS_BLOCK_ELEMS
 from .masa_blocked import masa_decomposed_blocked, masa_full_blocked, requires_grad
 from .masa_export import (
     export_rotation,
@@ -43,10 +44,6 @@ from .masa_export import (
     softmax_attention,
 )
 from .masa_flex import masa_decomposed_flex, masa_full_flex
-
-#: Full attention is split into query blocks once ``heads * L * L`` exceeds this many elements
-#: (16M floats = 64 MB); each block's bias then holds about this many.
-FULL_BIAS_BLOCK_ELEMS = 1 << 24
 
 
 def full_bias_fits(num_heads: int, length: int) -> bool:

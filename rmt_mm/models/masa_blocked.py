@@ -16,9 +16,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor
 
-#: Logits elements per block (512K floats = 2 MB, one L2 cache: faster than larger blocks for
-#: attention forward+backward on CPU in tools/benchmark.py).
-BLOCK_ELEMS = 1 << 19
+from .budgets import BLOCK_ELEMS
 
 
 def _softmax_into(x: Tensor, out: Tensor) -> Tensor:

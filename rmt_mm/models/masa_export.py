@@ -27,11 +27,8 @@ from typing import Iterator, List, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-#: Logits elements per attention block at the planned size (4M floats = 16 MB; unblocked,
-#: stage 3 of RMT-T at 800x1344 holds 8 heads x 4200^2 = 141M). Each block is its own run of
-#: nodes, so fewer blocks make a smaller graph; much larger ones made onnxruntime slower than
-#: PyTorch eager and larger in memory (``tools/benchmark.py --onnx`` compares them).
-EXPORT_BLOCK_ELEMS = 1 << 22
+from .budgets import EXPORT_BLOCK_ELEMS
+
 #: The input size (H, W) blocks are planned for by default: COCO's test size.
 DEFAULT_PLAN = (800, 1344)
 _plan = DEFAULT_PLAN

@@ -24,8 +24,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-#: Hidden-map elements per row chunk of the FFN without autograd (4M floats = 16 MB).
-FFN_CHUNK_ELEMS = 1 << 22
+from .budgets import FFN_CHUNK_ELEMS
 
 
 @dataclass(frozen=True)
