@@ -53,11 +53,13 @@ demo-seg: env
 	$(DEMO_RUN) tools/seg_demo.py $(SEG_DIR)/untrained $(SEG_DIR)/trained --overlays $(SEG_DIR)/overlays
 
 # Style (ruff) and the declared Python floor (vermin: no syntax or library newer than 3.9), then
-# the suite.
+# the suite in TEST_WORKERS processes (pytest-xdist; a test file's tests share one) of one BLAS
+# thread each: most tests keep one core busy at most (tool start-up, Python-bound steps).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 test: env
 	$(PY) -m ruff check .
 	$(RMT_MM_VENV)/bin/vermin --no-tips --violations --eval-annotations -t=3.9- rmt_mm tools tests configs
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The cluster tests (docs/cluster.md): torchrun preemption, two nodes, and a real one-node Slurm
 # (scripts/slurm_cluster.sh; installs slurm-wlm and munge as root, else those tests skip).

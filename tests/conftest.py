@@ -71,16 +71,24 @@ def _no_handlers_on_closed_streams():
 _PARITY = {}
 
 
-@pytest.fixture(scope='session')
-def record_parity():
-    """Collect (max abs, max rel) errors per case for the summary printed after the run."""
+@pytest.fixture
+def record_parity(record_property):
+    """Record a case's (max abs, max rel) errors for the summary printed after the run. They
+    travel in the test's report, so the summary also covers tests run by xdist's workers."""
 
     def record(case: str, abs_err: float, rel_err: float) -> None:
-        family = case.split()[0]
-        worst = _PARITY.get(family, (0.0, 0.0, 0))
-        _PARITY[family] = (max(worst[0], abs_err), max(worst[1], rel_err), worst[2] + 1)
+        record_property('parity', (case, abs_err, rel_err))
 
     return record
+
+
+def pytest_runtest_logreport(report):
+    for name, value in report.user_properties if report.when == 'call' else ():
+        if name == 'parity':
+            case, abs_err, rel_err = value
+            family = case.split()[0]
+            worst = _PARITY.get(family, (0.0, 0.0, 0))
+            _PARITY[family] = (max(worst[0], abs_err), max(worst[1], rel_err), worst[2] + 1)
 
 
 def pytest_terminal_summary(terminalreporter):
