@@ -168,10 +168,10 @@ def test_checkpoint_is_plain_data_for_weights_only(uninterrupted):
     assert ckpt['message_hub']['log_scalars']['train/loss'].mean() > 0
 
 
-def test_demo_config_resumes_exactly_within_and_at_the_end_of_an_epoch(tmp_path):
+def test_demo_config_resumes_exactly_within_an_epoch(tmp_path):
     """tools/train.py on the demo config (Mask R-CNN: RoI sampling, random flips), 4 images in
-    batches of 2, 3 iterations; resumed from iter_1 (within the first epoch) and iter_2 (its
-    end)."""
+    batches of 2, 3 iterations; resumed from iter_1, within the first epoch (the toy runner's
+    cases above resume at epoch ends too)."""
     from rmt_mm.datasets.shapes import make_shapes_coco
 
     from helpers.tools import call_tool
@@ -188,9 +188,8 @@ def test_demo_config_resumes_exactly_within_and_at_the_end_of_an_epoch(tmp_path)
         return safe_load(str(work_dir / 'iter_3.pth'))['state_dict']
 
     reference = dict(weights=train(tmp_path / 'full'))
-    for checkpoint in ('iter_1.pth', 'iter_2.pth'):
-        work_dir = tmp_path / checkpoint
-        work_dir.mkdir()
-        shutil.copy(tmp_path / 'full' / checkpoint, work_dir)
-        resumed = train(work_dir, '--resume', work_dir / checkpoint)
-        _assert_identical(dict(weights=resumed), reference)
+    work_dir = tmp_path / 'resumed'
+    work_dir.mkdir()
+    shutil.copy(tmp_path / 'full' / 'iter_1.pth', work_dir)
+    resumed = train(work_dir, '--resume', work_dir / 'iter_1.pth')
+    _assert_identical(dict(weights=resumed), reference)
