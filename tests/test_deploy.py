@@ -8,6 +8,7 @@ Every PyTorch detection has an ONNX twin (same label, IoU >= 0.99, masks equal);
 comparison on trained demo weights is in docs/benchmarks.md.
 """
 import copy
+import os
 import sys
 
 import numpy as np
@@ -288,6 +289,24 @@ def test_quiet_keeps_warnings_logs_and_prints_out():
                               'an error record'} if verbose else {'an error record'}), shown
     finally:
         logger.removeHandler(handler)
+
+
+def test_quiet_drops_native_warnings_and_passes_the_rest_on(capfd):
+    """torch's C++ code and onnxruntime write their warnings to file descriptor 2 itself (an
+    export with mmdeploy's custom ops printed one per call): quiet drops those lines and passes
+    any other on; verbose shows everything."""
+    lines = [b'[W shape_type_inference.cpp:1974] Warning: a torch warning\n',
+             b'[W1207 20:38:51.123456 4242 graph.cpp:1] a newer torch warning\n',
+             b'2026-12-07 20:38:51.1 [W:onnxruntime:, graph.cc:1] an onnxruntime warning\n',
+             b'a native error line\n']
+    for verbose in (True, False):
+        with dep.quiet(verbose):
+            for line in lines:
+                os.write(2, line)
+        err = capfd.readouterr().err
+        assert [w in err for w in ('a torch warning', 'a newer torch warning',
+                                   'an onnxruntime warning')] == [verbose] * 3, err
+        assert 'a native error line' in err
 
 
 @needs_mmdeploy

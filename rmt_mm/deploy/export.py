@@ -8,7 +8,11 @@ for COCO's test size (800x1344) in a dynamic file.
 import contextlib
 import io
 import logging
+import os
 import os.path as osp
+import re
+import sys
+import tempfile
 import warnings
 from typing import Iterator, Optional
 
@@ -55,13 +59,15 @@ def check_size(model: torch.nn.Module, inputs: torch.Tensor) -> None:
 
 @contextlib.contextmanager
 def quiet(verbose: bool = False) -> Iterator[None]:
-    """Without ``verbose``: no Python warnings (the tracer's, by the screenful), no log records
-    below ERROR (mmdeploy's and mmengine's) and nothing printed to ``sys.stdout`` (mmengine
-    prints each checkpoint it loads), so that a deploy prints its result lines."""
+    """Without ``verbose``: no Python warnings (the tracer's, by the screenful), no native
+    warnings (:func:`native_warnings_dropped`), no log records below ERROR (mmdeploy's and
+    mmengine's) and nothing printed to ``sys.stdout`` (mmengine prints each checkpoint it
+    loads), so that a deploy prints its result lines."""
     if verbose:
         yield
         return
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            native_warnings_dropped():
         warnings.simplefilter('ignore')
         logging.disable(logging.WARNING)
         forget_enabled_levels()
@@ -70,6 +76,34 @@ def quiet(verbose: bool = False) -> Iterator[None]:
         finally:
             logging.disable(logging.NOTSET)
             forget_enabled_levels()
+
+
+#: A warning line of torch's C++ code (``[W shape_type_inference.cpp:1974] Warning: ...``, or
+#: ``[W1207 20:38:51.123 ...]`` in newer torch) or of onnxruntime's (``... [W:onnxruntime:...``).
+NATIVE_WARNING = re.compile(r'^\[W[\d ]|\[W:onnxruntime:')
+
+
+@contextlib.contextmanager
+def native_warnings_dropped() -> Iterator[None]:
+    """Native code's warnings kept out of stderr: torch's C++ and onnxruntime write them to file
+    descriptor 2 directly (the exporter's shape inference prints one per custom op call),
+    past Python's warnings and ``sys.stderr``. Everything else written there in the meantime
+    is passed on when the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors='replace').splitlines(True)
+                    if not NATIVE_WARNING.search(line)]
+            sys.stderr.write(''.join(kept))
+            sys.stderr.flush()
 
 
 def forget_enabled_levels() -> None:
