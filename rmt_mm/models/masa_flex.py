@@ -125,10 +125,10 @@ def _import_flex() -> None:
 
 def compiled(fn: Callable, q: Tensor, grad: bool) -> Callable:
     """``fn`` compiled with dynamic shapes for ``q``'s signature, on a copy of its code object
-    of its own (one dynamo cache and recompile limit per signature)."""
+    of its own (one dynamo cache and recompile limit per signature). The kernels' entry points
+    have imported FlexAttention (:func:`_import_flex`)."""
     key = (fn.__name__, q.shape[1], q.shape[-1], q.dtype, q.device.type, grad)
     if key not in _COMPILED:
-        _import_flex()
         own = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__)
         backend = _CountingInductor()
         _COMPILED[key] = _Compiled(torch.compile(own, backend=backend, dynamic=True), backend)

@@ -172,8 +172,9 @@ class RankWatchdogHook(Hook):
 
     def __init__(self, interval: float = 2.0, timeout: float = 60.0) -> None:
         if not interval > 0 or not timeout >= _MISSED_BEATS * interval:
-            raise ConfigError(f'RankWatchdogHook: needs interval > 0 and timeout >= 3 x '
-                              f'interval, got interval={interval!r}, timeout={timeout!r}')
+            raise ConfigError(f'RankWatchdogHook: needs interval > 0 and timeout >= '
+                              f'{_MISSED_BEATS} x interval, got interval={interval!r}, '
+                              f'timeout={timeout!r}')
         self.interval, self.timeout = float(interval), float(timeout)
         self._watchdog: Optional[RankWatchdog] = None
 
