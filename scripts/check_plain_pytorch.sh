@@ -10,7 +10,13 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${PLAIN_VENV:-$(mktemp -d)/venv}"
+if [[ -n "${PLAIN_VENV:-}" ]]; then
+    VENV="$PLAIN_VENV"
+else  # torch 2.1.2's wheel pulls ~5 GB of CUDA libraries: a temporary venv goes when the check ends
+    TMP_VENV_DIR="$(mktemp -d)"
+    trap 'rm -rf "$TMP_VENV_DIR"' EXIT
+    VENV="$TMP_VENV_DIR/venv"
+fi
 find_python39() {  # $PYTHON, pyenv's 3.9, or python3.9 on PATH: the first that runs as 3.9
     local candidate
     for candidate in "${PYTHON:-}" "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/3.9*/bin/python3.9 python3.9; do
