@@ -68,6 +68,34 @@ def _no_handlers_on_closed_streams():
                 logger.removeHandler(handler)
 
 
+def _managed_classes() -> list:
+    """mmengine's ``ManagerMixin`` classes (MMLogger, MessageHub, Visualizer, ...), if loaded."""
+    manager = sys.modules.get('mmengine.utils.manager')
+    found, todo = [], [manager.ManagerMixin] if manager else []
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _mmengine_instances_end_with_their_test():
+    """mmengine keeps one logger, message hub and visualizer per run name, and a runner's name
+    is its start time to the second: a run started in the same second as one of an earlier
+    test (in this process) would reuse that run's objects, log into its files and write into
+    its tmp_path, which is gone once that test passed. What a test created goes when it ends,
+    as it would with the process; module fixtures' runs were created before and stay."""
+    before = {cls: set(cls._instance_dict) for cls in _managed_classes()}
+    yield
+    for cls in _managed_classes():
+        for name in set(cls._instance_dict) - before.get(cls, set()):
+            instance = cls._instance_dict.pop(name)
+            for handler in list(getattr(instance, 'handlers', ())):
+                instance.removeHandler(handler)
+                handler.close()
+
+
 _PARITY = {}
 
 

@@ -152,6 +152,47 @@ def adaptive_avg_pool2d_any_size(input: torch.Tensor, output_size) -> torch.Tens
     return adaptive_avg_pool2d_bins(input, oh, ow)
 
 
+def einsum_as_bmm(equation: str, *operands: torch.Tensor) -> torch.Tensor:
+    """``torch.einsum`` of two operands that share a leading batch index and contract one
+    other index (Mask2Former's ``bqc,bchw->bqhw`` and ``bqc,bqhw->bchw``) as one batched
+    matmul: ONNX has ``Einsum`` from opset 12 only. Other equations go to ``torch.einsum``."""
+    from mmdeploy.core import FUNCTION_REWRITER
+    origin = FUNCTION_REWRITER.get_context().origin_func
+    inputs, _, out = equation.replace(' ', '').partition('->')
+    terms = inputs.split(',')
+    if len(terms) != 2 or len(operands) != 2 or not out:
+        return origin(equation, *operands)
+    (a, b), (ta, tb) = terms, operands
+    shared = set(a) & set(b)
+    summed = shared - set(out)
+    batch = a[0]
+    if (len(summed) != 1 or shared != {batch} | summed or b[0] != batch or out[0] != batch
+            or sorted(out) != sorted(set(a + b) - summed)):
+        return origin(equation, *operands)
+    k = summed.pop()
+    free_a = [i for i in a[1:] if i != k]
+    free_b = [i for i in b[1:] if i != k]
+    left = ta.permute([a.index(i) for i in [batch, *free_a, k]])
+    right = tb.permute([b.index(i) for i in [batch, k, *free_b]])
+    shape = [*left.shape[:-1], *right.shape[2:]]
+    product = torch.bmm(left.flatten(1, -2) if free_a else left.unsqueeze(1),
+                        right.flatten(2) if free_b else right.unsqueeze(-1)).reshape(shape)
+    order = [batch, *free_a, *free_b]
+    return product.permute([order.index(i) for i in out])
+
+
+def mask2former_seg_logits(self, x: List[torch.Tensor], batch_img_metas: List[dict],
+                           test_cfg) -> torch.Tensor:
+    """mmseg's ``Mask2FormerHead.predict`` without its ``SegDataSample`` per image (a deep
+    copy of the traced shape, which the tracer refuses) and upsampled to the input's size
+    (mmseg takes ``pad_shape``, a constant of the traced image, where the meta has one)."""
+    all_cls_scores, all_mask_preds = self(x, batch_img_metas)
+    masks = F.interpolate(all_mask_preds[-1], size=batch_img_metas[0]['img_shape'],
+                          mode='bilinear', align_corners=False).sigmoid()
+    scores = F.softmax(all_cls_scores[-1], dim=-1)[..., :-1]
+    return torch.einsum('bqc,bqhw->bchw', scores, masks)
+
+
 #: What each rewriter replaces, for the onnxruntime backend. Stock mmdeploy 1.3.1 freezes the
 #: first two sizes as constants of the traced size (also with mmseg's own backbones) and picks
 #: other proposals and boxes than mmdet in the last two (also with mmdet's own backbones).
@@ -160,6 +201,9 @@ REWRITERS = (
     ('torch.nn.functional.adaptive_avg_pool2d', adaptive_avg_pool2d_any_size),
     ('mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat', rpn_proposals),
     ('mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.predict_by_feat', rcnn_detections),
+    ('mmseg.models.decode_heads.mask2former_head.Mask2FormerHead.predict',
+     mask2former_seg_logits),
+    ('torch.einsum', einsum_as_bmm),
 )
 
 _registered = False
