@@ -1,7 +1,8 @@
 """Whole models through mmdeploy (tools/deploy.py, rmt_mm.deploy): tiny-arch RMT RetinaNet,
-Mask R-CNN, UperNet and Semantic FPN exported with configs/deploy/ at opset 11 (static and
-dynamic), run with onnxruntime (default graph optimizations) through mmdeploy's wrapper and
-compared with PyTorch; and the one-line errors of bad input.
+Mask R-CNN, DINO, UperNet, Semantic FPN and Mask2Former (semantic) exported with
+configs/deploy/ at opset 11 (static and dynamic), run with onnxruntime (default graph
+optimizations) through mmdeploy's wrapper and compared with PyTorch; and the one-line errors of
+bad input.
 
 The weights are random (no trained weights of these tiny archs exist): the graph is the point.
 Every PyTorch detection has an ONNX twin (same label, IoU >= 0.99, masks equal); the
@@ -50,6 +51,8 @@ def tiny_config(name: str, tmp_path, scale, arch_cls=RMT):
     widths = [arch['embed_dims'][i] for i in model.backbone.get('out_indices', (0, 1, 2, 3))]
     if 'neck' in model:
         model.neck.in_channels = widths
+    elif 'panoptic_head' in model:
+        model.panoptic_head.in_channels = widths
     else:
         model.decode_head.in_channels = widths
         if model.get('auxiliary_head'):
@@ -80,6 +83,11 @@ def tiny_config(name: str, tmp_path, scale, arch_cls=RMT):
         torch.nn.init.constant_(built.rpn_head.rpn_cls.bias, -4.0)
         torch.nn.init.normal_(built.roi_head.bbox_head.fc_reg.weight, std=0.15)
         torch.nn.init.normal_(built.roi_head.bbox_head.fc_cls.weight, std=0.1)
+    head = getattr(built, 'decode_head', None)
+    if hasattr(head, 'cls_embed'):
+        # Mask2Former: masks of a few queries each, sharp enough (mask logits of about +-10)
+        # that the label map differs between places.
+        torch.nn.init.normal_(head.mask_embed[-1].weight, std=1.0)
     ckpt = tmp_path / f'{stem}.pth'
     torch.save(dict(state_dict=built.state_dict(), meta={}), ckpt)
     return str(path), str(ckpt)
@@ -334,6 +342,53 @@ def test_semantic_fpn_dynamic(images, tmp_path):
     assert '(160x224)' in lines[1]
 
 
+@needs_mmdeploy
+def test_dino_dynamic(images, tmp_path):
+    """DINO 4-scale: deformable attention through mmdeploy's ``grid_sampler`` custom op,
+    every detection with a twin at the traced 192x192 and at 160x224."""
+    config, ckpt = tiny_config('demo/dino-4scale_rmt-t_shapes', tmp_path, None)
+    results = check_detections('detection_onnxruntime_dynamic', config, ckpt,
+                               [images['square'], images['wide']], tmp_path / 'out')
+    assert '(160x224)' in results[1].line()
+
+
+@needs_mmdeploy
+def test_mask2former_semantic_dynamic(images, tmp_path):
+    """mmseg's Mask2Former (the tracer refuses its stock ``predict``; see
+    :func:`rmt_mm.deploy.rewriters.mask2former_seg_logits`), traced at 192x192 and exact at
+    160x224, in opset-11 operators (its einsums as batched matmuls)."""
+    config, ckpt = tiny_config('demo/mask2former_rmt-t_shapes-seg', tmp_path, None)
+    lines = check_segmentation('segmentation_onnxruntime_dynamic', config, ckpt,
+                               [images['square'], images['wide']], tmp_path / 'out')
+    assert '(160x224)' in lines[1]
+    import onnx
+    graph = onnx.load(str(tmp_path / 'out' / 'end2end.onnx')).graph
+    assert 'Einsum' not in {node.op_type for node in graph.node}
+
+
+@pytest.mark.parametrize('equation, shapes', [
+    ('bqc,bchw->bqhw', [(2, 5, 7), (2, 7, 3, 4)]),
+    ('bqc,bqhw->bchw', [(2, 5, 7), (2, 5, 3, 4)]),
+    ('bij,bkj->bki', [(2, 3, 4), (2, 5, 4)]),
+    ('bi,bi->b', [(2, 3), (2, 3)]),
+    ('ij,jk->ik', [(3, 4), (4, 5)]),  # no batch index: torch.einsum's own
+    ('bij,bjk,bkl->bil', [(2, 3, 4), (2, 4, 5), (2, 5, 6)]),  # three operands: the same
+])
+def test_einsum_as_bmm_is_einsum(monkeypatch, equation, shapes):
+    pytest.importorskip('mmdeploy')
+    from mmdeploy.core import FUNCTION_REWRITER
+
+    from rmt_mm.deploy.rewriters import einsum_as_bmm
+
+    class Context:
+        origin_func = staticmethod(torch.einsum)
+
+    monkeypatch.setattr(FUNCTION_REWRITER, 'get_context', lambda *a, **k: Context)
+    operands = [torch.randn(shape) for shape in shapes]
+    torch.testing.assert_close(einsum_as_bmm(equation, *operands),
+                               torch.einsum(equation, *operands))
+
+
 # Bad input: one line each, nothing exported.
 
 def test_missing_mmdeploy(monkeypatch, images, tmp_path):
@@ -359,6 +414,17 @@ def retina(tmp_path_factory):
 def test_config_mismatch(deploy_name, parts, retina, images, tmp_path):
     run = run_deploy(deploy_name, *retina, images['square'], tmp_path)
     assert_one_line_error(run.returncode, run.stderr, *parts)
+
+
+@needs_mmdeploy
+def test_mmdet_mask2former_is_refused_in_one_line(retina, images, tmp_path):
+    """mmdeploy would export it and read its per-query logits as boxes: no file is written."""
+    config = CONFIG_DIR / 'mask2former_rmt-s_8xb2-lsj-50e_coco.py'
+    run = run_deploy('detection_onnxruntime_dynamic', config, retina[1], images['square'],
+                     tmp_path / 'out')
+    assert_one_line_error(run.returncode, run.stderr, str(config), 'Mask2Former',
+                          'instance post-processing', "mmseg's Mask2Former")
+    assert not (tmp_path / 'out').exists()
 
 
 @needs_mmdeploy

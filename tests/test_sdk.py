@@ -1,8 +1,9 @@
-"""The mmdeploy SDK runs what tools/deploy.py writes: tiny-arch RMT RetinaNet, Mask R-CNN and
-Semantic FPN exported on the 2024 stack, run by tools/sdk_infer.py in an environment with only
-mmdeploy-runtime, numpy and OpenCV (scripts/stacks/sdk.txt; ``RMT_MM_SDK_PYTHON`` names its
-interpreter, default ``.venv-sdk``), and compared with the PyTorch model on the same images;
-and the one-line errors of a folder, file or runtime that does not fit.
+"""The mmdeploy SDK runs what tools/deploy.py writes: tiny-arch RMT RetinaNet, Mask R-CNN, DINO,
+Semantic FPN and Mask2Former (semantic) exported on the 2024 stack, run by tools/sdk_infer.py
+in an environment with only mmdeploy-runtime, numpy and OpenCV (scripts/stacks/sdk.txt;
+``RMT_MM_SDK_PYTHON`` names its interpreter, default ``.venv-sdk``), and compared with the
+PyTorch model on the same images; and the one-line errors of a folder, file or runtime that does
+not fit.
 
 ``scripts/check_sdk.sh`` creates that environment and runs this file; without it the tests skip,
 unless ``RMT_MM_REQUIRE_SDK=1`` (CI) makes that a failure.
@@ -71,7 +72,10 @@ def images(tmp_path_factory):
 MODELS = {'retinanet': ('retinanet_rmt_t_coco', 'detection_onnxruntime_static', ()),
           'maskrcnn': ('demo/maskrcnn_rmt_t_shapes', 'instance-seg_onnxruntime_static',
                        ('--sdk-boxes-only', )),
-          'fpn': ('demo/fpn_rmt_t_shapes-seg', 'segmentation_onnxruntime_static', ())}
+          'dino': ('demo/dino-4scale_rmt-t_shapes', 'detection_onnxruntime_static', ()),
+          'fpn': ('demo/fpn_rmt_t_shapes-seg', 'segmentation_onnxruntime_static', ()),
+          'mask2former': ('demo/mask2former_rmt-t_shapes-seg', 'segmentation_onnxruntime_static',
+                          ())}
 
 
 @pytest.fixture(scope='module')
@@ -124,7 +128,7 @@ def sdk_detections(npz, i: int):
                         labels=torch.from_numpy(npz[f'{i}_labels'].astype(np.int64)))
 
 
-@pytest.mark.parametrize('key', ['retinanet', 'maskrcnn'])
+@pytest.mark.parametrize('key', ['retinanet', 'maskrcnn', 'dino'])
 def test_sdk_detector_gives_pytorchs_detections(key, exported, images, tmp_path):
     """Every PyTorch detection has an SDK twin as ``--verify`` counts them (same label, IoU >=
     0.99, scores within 1e-4). The SDK clips boxes to the last pixel (``w - 1``,
@@ -147,10 +151,11 @@ def test_sdk_detector_gives_pytorchs_detections(key, exported, images, tmp_path)
         assert numbers['max_score_diff'] < 1e-4, numbers
 
 
-def test_sdk_segmentor_gives_pytorchs_label_map(exported, images, tmp_path):
-    """Semantic FPN: the SDK's label map equals mmseg's at the input size (pixels may differ
-    only where two classes tie within 1e-4)."""
-    work, deploy_cfg, model_cfg, model = exported('fpn')
+@pytest.mark.parametrize('key', ['fpn', 'mask2former'])
+def test_sdk_segmentor_gives_pytorchs_label_map(key, exported, images, tmp_path):
+    """The SDK's label map equals mmseg's at the input size (pixels may differ only where two
+    classes tie within 1e-4)."""
+    work, deploy_cfg, model_cfg, model = exported(key)
     run = sdk_run(work, *images, out=tmp_path / 'sdk.npz')
     assert run.returncode == 0, run.stderr
     npz = np.load(tmp_path / 'sdk.npz')

@@ -10,6 +10,9 @@ from ..errors import ConfigError
 
 #: (codebase, task) pairs the deploy configs may name.
 SUPPORTED_TASKS = {'mmdet': 'ObjectDetection', 'mmseg': 'Segmentation'}
+#: mmdet detectors that mmdeploy 1.3.1's ObjectDetection task cannot export: it traces them to
+#: per-query logits and reads those as boxes.
+MASK_CLASSIFIERS = ('MaskFormer', 'Mask2Former')
 #: Test-pipeline steps that read or check annotations, dropped for export and --verify.
 ANNOTATION_TRANSFORMS = ('LoadAnnotations', 'CheckSegLabels')
 
@@ -62,6 +65,12 @@ def check_pair(deploy_cfg, model_cfg, scope: str, deploy_path: str, config_path:
         raise ConfigError(f'{config_path}: model.backbone.type is {backbone!r}, not one of this '
                           "package's backbones")
     if scope == 'mmdet':
+        if model_cfg.model.get('type') in MASK_CLASSIFIERS:
+            raise ConfigError(f'{config_path}: mmdeploy 1.3.1 exports mmdet\'s '
+                              f'{model_cfg.model.type} only as raw class and mask logits (its '
+                              'PanopticSegmentation task), without the instance '
+                              'post-processing that gives boxes, labels and masks; mmseg\'s '
+                              'Mask2Former (semantic) exports')
         outputs = list(deploy_cfg.onnx_config.output_names)
         if has_masks(model_cfg) != ('masks' in outputs):
             want = 'instance-seg' if has_masks(model_cfg) else 'detection'
