@@ -20,3 +20,18 @@ def test_backbone_flops_match_upstream_fvcore(arch, gflops, capsys):
     _get_flops().main(['--arch', arch, '--shape', '224', '224'])
     counted = float(capsys.readouterr().out.split('FLOPs ')[1].split(' G')[0])
     assert counted == pytest.approx(gflops, abs=0.006)
+
+
+def _counted(capsys) -> float:
+    return float(capsys.readouterr().out.split('FLOPs ')[1].split(' G')[0])
+
+
+@pytest.mark.parametrize('config', ['maskrcnn_rmt_t_shapes', 'mask2former_rmt-t_shapes-seg'])
+def test_a_whole_model_counts_its_backbone_and_more(config, capsys):
+    """--config: a detector's or segmentor's FLOPs hold its RMT-T backbone's at that size."""
+    tool = _get_flops()
+    tool.main(['--arch', 't', '--shape', '128', '160'])
+    backbone = _counted(capsys)
+    tool.main(['--config', str(TOOL.parents[1] / 'configs' / 'demo' / f'{config}.py'),
+               '--shape', '128', '160'])
+    assert _counted(capsys) > backbone + 0.1

@@ -17,6 +17,7 @@ from helpers.configs import family_configs, load
 from helpers.det import build_detector
 from helpers.det import check_loss_and_predict as check_detector
 from helpers.seg import check_loss_and_predict as check_segmentor
+from helpers.tools import assert_one_line_error, call_tool, tool_main
 
 DINO = family_configs('dino')
 MASK2FORMER_SEG = family_configs('mask2former_seg')
@@ -290,3 +291,30 @@ def test_own_det_bases_equal_mmdet(ours):
     mine = Config.fromfile(str(CONFIG_DIR / '_base_' / ours)).to_dict()
     assert 'custom_imports' in mine or mine['dataset_type'] == 'CheckedCocoDataset'
     assert _plain(mine) == Config.fromfile(str(theirs)).to_dict()
+
+
+def test_benchmark_compares_whole_models(capsys):
+    """tools/benchmark.py --config: the demo Mask R-CNN, DINO and Mask2Former (semantic)
+    predict on the same input, timed side by side, each model's peak memory from a fresh
+    process; the first is the yardstick."""
+    names = ['maskrcnn_rmt_t_shapes', 'dino-4scale_rmt-t_shapes', 'mask2former_rmt-t_shapes-seg']
+    tool_main('benchmark')(['--config', *(str(CONFIG_DIR / 'demo' / f'{n}.py') for n in names),
+                            '--size', '96', '128', '--threads', '1', '--repeats', '1',
+                            '--warmup', '0'])
+    out = capsys.readouterr().out
+    for name in names:
+        row = next(ln for ln in out.splitlines() if ln.startswith(f'| {name}.py |'))
+        numbers = [float(v.strip('()x')) for cell in row.split('|')[2:-1] for v in cell.split()]
+        assert len(numbers) == 8 and all(v > 0 for v in numbers), row
+        if name == names[0]:
+            assert numbers[4:] == [1.0] * 4, row
+
+
+@pytest.mark.parametrize('argv, parts', [
+    (['--config', 'nowhere.py'], ['--config nowhere.py', 'no such file']),
+    (['--config', str(CONFIG_DIR / 'demo' / 'maskrcnn_rmt_t_shapes.py'), '--mode', 'train'],
+     ['--config measures inference']),
+])
+def test_benchmark_refuses_configs_it_cannot_measure(argv, parts):
+    run = call_tool('benchmark', *argv)
+    assert_one_line_error(run.returncode, run.stderr, *parts)

@@ -18,6 +18,13 @@ exported at ``--size`` with dynamic axes (``torchscript``: opset 11, as mmdeploy
 inference only; memory is each side's peak RSS in a fresh process.
 
     python tools/benchmark.py --onnx torchscript --arch t s --size 800 1344 --threads 1
+
+``--config CONFIG...`` compares whole detectors or segmentors instead: each config's model
+(random weights, nothing downloaded) predicts on one random image of ``--size`` (the padded
+input the model sees), inference only, each config timed against the first; memory as above.
+
+    python tools/benchmark.py --config configs/maskrcnn_rmt_s_coco.py \
+        configs/dino-4scale_rmt-s_8xb2-12e_coco.py --size 800 1344 --threads 1
 """
 import argparse
 import json
@@ -26,17 +33,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from rmt_mm.benchmark import build, step
+from rmt_mm.benchmark import build, build_whole_model, step
 from rmt_mm.cli import run_cli
 from rmt_mm.errors import ConfigError
 from rmt_mm.models import RMT
 from rmt_mm.timing import rss_mb, time_interleaved
 
 ONNXRUNTIME = 'onnxruntime'
+CONFIG = 'config'  # the ``impl`` of a whole model built from a config
 
 
 def compared(args: argparse.Namespace) -> Tuple[str, str]:
@@ -61,12 +69,26 @@ def export_backbone(args: argparse.Namespace, arch: str, folder: str) -> str:
     return path
 
 
+def predictor(config: str, x: torch.Tensor) -> Callable[[], None]:
+    """The prediction of ``config``'s whole model (random weights) on ``x``."""
+    model, sample = build_whole_model(config, tuple(x.shape[-2:]))
+    model = model.to(device=x.device, dtype=x.dtype).eval()
+
+    def predict() -> None:
+        with torch.no_grad():
+            model(x, [sample] * len(x), mode='predict')
+    return predict
+
+
 def runner(args: argparse.Namespace, arch: str, impl: str, mode: str,
            onnx_path: Optional[str]) -> Callable[[], None]:
-    """One inference or training step of ``impl`` on a fixed random input."""
+    """One inference or training step of ``impl`` (a config's whole model: ``arch`` is the
+    config) on a fixed random input."""
     dtype = getattr(torch, args.dtype)
     x = torch.randn(args.batch, 3, *args.size, device=args.device, dtype=dtype,
                     generator=torch.Generator(args.device).manual_seed(0))
+    if impl == CONFIG:
+        return predictor(arch, x)
     if impl == ONNXRUNTIME:
         from rmt_mm.export import INPUT_NAME, onnx_session
         session = onnx_session(onnx_path, torch.get_num_threads())
@@ -80,6 +102,12 @@ def peak_rss_case(args: argparse.Namespace, case: Dict) -> Dict:
     """Run one case in this (fresh) process: peak RSS, and the peak above the libraries."""
     if case['impl'] == ONNXRUNTIME:
         import onnxruntime  # noqa: F401  (a library, not the case's memory)
+    if case['impl'] == CONFIG:  # mmdet's or mmseg's models and mmcv's ops: libraries too
+        import importlib
+
+        import rmt_mm.plugin  # noqa: F401
+        from rmt_mm.cli import load_config
+        importlib.import_module(f'{load_config(case["arch"])[1]}.models')
     libraries = rss_mb('VmRSS')
     runner(args, case['arch'], case['impl'], case['mode'], case.get('onnx'))()
     peak = rss_mb('VmHWM')
@@ -143,8 +171,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--size', type=int, nargs=2, default=(800, 1344), metavar=('H', 'W'))
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16', 'float16'])
-    parser.add_argument('--mode', nargs='+', default=['infer', 'train'],
-                        choices=['infer', 'train'], help='train = forward + backward')
+    parser.add_argument('--mode', nargs='+', choices=['infer', 'train'],
+                        help='train = forward + backward (default: both; infer with --config)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--with-cp', action='store_true', help='gradient checkpointing')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (default: torch\'s)')
@@ -155,13 +183,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--onnx', choices=['torchscript', 'dynamo'],
                         help='compare --fast with onnxruntime on the backbone exported by '
                         'this exporter (CPU, float32, inference)')
+    parser.add_argument('--config', nargs='+',
+                        help='compare the whole models of these configs (inference, each '
+                        'against the first) instead of backbones')
     parser.add_argument('--out', help='write the markdown table here too')
     parser.add_argument('--child', help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.mode = args.mode or (['infer'] if args.config else ['infer', 'train'])
+    return args
 
 
 def check_args(args: argparse.Namespace) -> None:
     """One :class:`ConfigError` naming the argument that cannot be measured."""
+    if args.config:
+        missing = [c for c in args.config if not osp.isfile(c)]
+        if missing:
+            raise ConfigError(f'--config {" ".join(missing)}: no such file')
+        if args.onnx or args.mode != ['infer'] or args.with_cp:
+            raise ConfigError('--config measures inference of whole models: use it with '
+                              '--mode infer and without --onnx/--with-cp')
     unknown = [a for a in args.arch
                if RMT.arch_aliases.get(a.lower(), a.lower()) not in RMT.arch_zoo]
     if unknown:
@@ -176,6 +216,63 @@ def check_args(args: argparse.Namespace) -> None:
                           '--mode infer and without --dtype/--with-cp')
 
 
+def memory_cell(result: Dict) -> str:
+    """Peak memory, and on CPU the rise above the libraries in brackets."""
+    return f'{result["peak_mb"]:.0f}' + (f' ({result["rise_mb"]:.0f})' if 'rise_mb' in result
+                                         else '')
+
+
+def memory_ratio(base: Dict, other: Dict) -> str:
+    ratio = f'{base["peak_mb"] / other["peak_mb"]:.2f}x'
+    if 'rise_mb' in base:
+        ratio += f' ({max(base["rise_mb"], 1) / max(other["rise_mb"], 1):.2f}x)'
+    return ratio
+
+
+def backbone_rows(args: argparse.Namespace, mem_col: str) -> List[str]:
+    """One row per arch and mode: the two implementations side by side."""
+    base, other = compared(args)
+    lines = [f'| arch | mode | {base} s (CPU s) | {other} s (CPU s) | speed-up (CPU) | '
+             f'{base} {mem_col} | {other} {mem_col} | memory ratio |',
+             '|---|---|---|---|---|---|---|---|']
+    for arch in args.arch:
+        for mode in args.mode:
+            res = run_case(args, arch, mode)
+            ref, fast = res[base], res[other]
+            lines.append(f'| {arch} | {mode} | {ref["time_s"]:.2f} ({ref["cpu_s"]:.2f}) | '
+                         f'{fast["time_s"]:.2f} ({fast["cpu_s"]:.2f}) | '
+                         f'{ref["time_s"] / fast["time_s"]:.2f}x '
+                         f'({ref["cpu_s"] / fast["cpu_s"]:.2f}x) | {memory_cell(ref)} | '
+                         f'{memory_cell(fast)} | {memory_ratio(ref, fast)} |')
+            print(lines[-1], flush=True)
+    return lines
+
+
+def config_rows(args: argparse.Namespace, mem_col: str) -> List[str]:
+    """One row per config: its inference, and the first config's time and memory over its."""
+    configs = args.config
+    memory = {c: cpu_memory(args, c, CONFIG, 'infer', None) for c in configs
+              if args.device == 'cpu'}
+    times = time_interleaved({c: runner(args, c, CONFIG, 'infer', None) for c in configs},
+                             args.warmup if args.repeats else 0, args.repeats)
+    if args.device == 'cuda':
+        for config in configs:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            runner(args, config, CONFIG, 'infer', None)()
+            memory[config] = dict(peak_mb=torch.cuda.max_memory_allocated() / 2**20)
+    first = configs[0]
+    lines = [f'| config | s (CPU s) | {mem_col} | {osp.basename(first)} over it: time (CPU) | '
+             'memory |', '|---|---|---|---|---|']
+    for config in configs:
+        t, t0 = times[config], times[first]
+        lines.append(f'| {osp.basename(config)} | {t.wall_s:.2f} ({t.cpu_s:.2f}) | '
+                     f'{memory_cell(memory[config])} | {t0.wall_s / t.wall_s:.2f}x '
+                     f'({t0.cpu_s / t.cpu_s:.2f}x) | '
+                     f'{memory_ratio(memory[first], memory[config])} |')
+    return lines
+
+
 def benchmark(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -183,7 +280,6 @@ def benchmark(args: argparse.Namespace) -> int:
         print(json.dumps(peak_rss_case(args, json.loads(args.child))))
         return 0
     check_args(args)
-    base, other = compared(args)
     mem_col = 'peak GPU MiB' if args.device == 'cuda' else 'peak RSS MiB (above libraries)'
     lines = [
         f'{args.device}, {args.dtype}, batch {args.batch}, {args.size[0]}x{args.size[1]}'
@@ -191,25 +287,8 @@ def benchmark(args: argparse.Namespace) -> int:
         f'{torch.get_num_threads()} threads; median of {args.repeats} after {args.warmup} warm-up'
         + (f'; onnxruntime {onnxruntime_version()}, {args.onnx} export' if args.onnx else ''),
         '',
-        f'| arch | mode | {base} s (CPU s) | {other} s (CPU s) | speed-up (CPU) | '
-        f'{base} {mem_col} | {other} {mem_col} | memory ratio |',
-        '|---|---|---|---|---|---|---|---|',
+        *(config_rows if args.config else backbone_rows)(args, mem_col),
     ]
-    for arch in args.arch:
-        for mode in args.mode:
-            res = run_case(args, arch, mode)
-            ref, fast = res[base], res[other]
-            mem = [f'{r["peak_mb"]:.0f}' + (f' ({r["rise_mb"]:.0f})' if 'rise_mb' in r else '')
-                   for r in (ref, fast)]
-            ratio = f'{ref["peak_mb"] / fast["peak_mb"]:.2f}x'
-            if 'rise_mb' in ref:
-                ratio += f' ({max(ref["rise_mb"], 1) / max(fast["rise_mb"], 1):.2f}x)'
-            lines.append(f'| {arch} | {mode} | {ref["time_s"]:.2f} ({ref["cpu_s"]:.2f}) | '
-                         f'{fast["time_s"]:.2f} ({fast["cpu_s"]:.2f}) | '
-                         f'{ref["time_s"] / fast["time_s"]:.2f}x '
-                         f'({ref["cpu_s"] / fast["cpu_s"]:.2f}x) | {mem[0]} | {mem[1]} | '
-                         f'{ratio} |')
-            print(lines[-1], flush=True)
     table = '\n'.join(lines)
     print('\n' + table)
     if args.out:

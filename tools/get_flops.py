@@ -12,6 +12,7 @@ explicit.
     python tools/get_flops.py --config configs/maskrcnn_rmt_s_coco.py --shape 800 1280
 """
 import argparse
+import inspect
 from typing import List, Optional, Tuple
 
 import torch
@@ -19,7 +20,8 @@ from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
 import rmt_mm.plugin  # noqa: F401  (registers the backbones)
-from rmt_mm.cli import add_debug_arg, load_config, run_cli
+from rmt_mm.benchmark import build_whole_model
+from rmt_mm.cli import add_debug_arg, run_cli
 from rmt_mm.models import RMT
 
 
@@ -32,6 +34,10 @@ class _TensorForward(nn.Module):
         self.samples = samples
 
     def forward(self, inputs: torch.Tensor):
+        head = getattr(self.model, 'decode_head', None)
+        if head is not None and 'batch_data_samples' in inspect.signature(head.forward).parameters:
+            # mmseg's _forward calls the decode head without the samples Mask2Former's needs.
+            return head(self.model.extract_feat(inputs), self.samples)
         return self.model._forward(inputs, self.samples)
 
 
@@ -44,21 +50,8 @@ def count(model: nn.Module, inputs: torch.Tensor) -> Tuple[float, dict]:
 
 
 def build_from_config(path: str, shape: Tuple[int, int]) -> Tuple[nn.Module, torch.Tensor]:
-    cfg, scope = load_config(path)
-    cfg.model.backbone.attn_impl = 'reference'
-    cfg.model.backbone.pop('init_cfg', None)
-    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
-    model = registry.build(cfg.model)
-    h, w = shape
-    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), batch_input_shape=(h, w),
-                scale_factor=(1.0, 1.0))
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample
-        sample = DetDataSample(metainfo=meta)
-    else:
-        from mmseg.structures import SegDataSample
-        sample = SegDataSample(metainfo=meta)
-    return _TensorForward(model, [sample]), torch.randn(1, 3, h, w)
+    model, sample = build_whole_model(path, shape, attn_impl='reference')
+    return _TensorForward(model, [sample]), torch.randn(1, 3, *shape)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
