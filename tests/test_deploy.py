@@ -373,6 +373,7 @@ def test_mask2former_semantic_dynamic(images, tmp_path):
     ('bi,bi->b', [(2, 3), (2, 3)]),
     ('ij,jk->ik', [(3, 4), (4, 5)]),  # no batch index: torch.einsum's own
     ('bij,bjk,bkl->bil', [(2, 3, 4), (2, 4, 5), (2, 5, 6)]),  # three operands: the same
+    ('bii,bi->b', [(2, 3, 3), (2, 3)]),  # a diagonal: the same
 ])
 def test_einsum_as_bmm_is_einsum(monkeypatch, equation, shapes):
     pytest.importorskip('mmdeploy')

@@ -160,7 +160,8 @@ def einsum_as_bmm(equation: str, *operands: torch.Tensor) -> torch.Tensor:
     origin = FUNCTION_REWRITER.get_context().origin_func
     inputs, _, out = equation.replace(' ', '').partition('->')
     terms = inputs.split(',')
-    if len(terms) != 2 or len(operands) != 2 or not out:
+    if (len(terms) != 2 or len(operands) != 2 or not out
+            or any(len(set(term)) != len(term) for term in terms)):  # diagonals: einsum's own
         return origin(equation, *operands)
     (a, b), (ta, tb) = terms, operands
     shared = set(a) & set(b)
